@@ -1,0 +1,95 @@
+"""FastGRNN (eqs. 45-47), EdgeML's FastGRNNCell form, and IRC/IHC-FastGRNN (eqs. 48-51)."""
+
+import torch
+
+from rnnbench.cells.base import Cell, ParamInfo, linear
+from rnnbench.cells.registry import register
+from rnnbench.cells.regulated import RegulatedCell
+
+# EdgeML initialises zeta = 1 and nu = -4 (beta = 0.73, kappa = 0.018).
+THETA_BETA_INIT, THETA_KAPPA_INIT = 1.0, -4.0
+
+
+@register("fastgrnn", "baseline", equations="f = σ(W_F x + U_F h + b_F); a = tanh(W_A x + U_A h + b_A); "
+          "h' = f⊙h + (β(1−f) + κ)⊙a")
+class FastGRNN(Cell):
+    param_info = {
+        "W_FA": ParamInfo("W_{F,A}", "input weights of the gate and the candidate"),
+        "U_FA": ParamInfo("U_{F,A}", "recurrent weights"),
+        "b_FA": ParamInfo("b_{F,A}", "one bias per gate"),
+        "theta_beta": ParamInfo("θ_β", "β = σ(θ_β)"),
+        "theta_kappa": ParamInfo("θ_κ", "κ = σ(θ_κ)"),
+    }
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        M, N = hidden_size, input_size
+        self.new_param("W_FA", 2 * M, N)
+        self.new_param("U_FA", 2 * M, M)
+        self.new_param("b_FA", 2 * M)
+        self.new_param("theta_beta", 1, init=THETA_BETA_INIT)
+        self.new_param("theta_kappa", 1, init=THETA_KAPPA_INIT)
+
+    def hoist(self, x, state):
+        return (linear(x, self.W_FA, self.b_FA),)
+
+    def step(self, hoisted, x_t, state):
+        (h,), M = state, self.hidden_size
+        pre = hoisted[0] + linear(h, self.U_FA)
+        f = torch.sigmoid(pre[:, :M])
+        a = torch.tanh(pre[:, M:])
+        beta, kappa = torch.sigmoid(self.theta_beta), torch.sigmoid(self.theta_kappa)
+        h = f * h + (beta * (1 - f) + kappa) * a
+        return h, (h,)
+
+
+@register("fastgrnn", "baseline", "canonical", equations="EdgeML FastGRNNCell: W, U shared; "
+          "z = σ(Wx + Uh + b_g); h̃ = tanh(Wx + Uh + b_u); h' = z⊙h + (σ(ζ)(1−z) + σ(ν))⊙h̃")
+class FastGRNNCanonical(Cell):
+    param_info = {
+        "W": ParamInfo("W", "input weights, shared by gate and candidate"),
+        "U": ParamInfo("U", "recurrent weights, shared by gate and candidate"),
+        "bias_gate": ParamInfo("b_g", "gate bias"),
+        "bias_update": ParamInfo("b_u", "candidate bias"),
+        "zeta": ParamInfo("ζ", "σ(ζ) scales 1−z"),
+        "nu": ParamInfo("ν", "σ(ν) is added to the candidate's weight"),
+    }
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        M, N = hidden_size, input_size
+        self.new_param("W", M, N)
+        self.new_param("U", M, M)
+        self.new_param("bias_gate", M, init=1.0)
+        self.new_param("bias_update", M, init=1.0)
+        self.new_param("zeta", 1, init=THETA_BETA_INIT)
+        self.new_param("nu", 1, init=THETA_KAPPA_INIT)
+
+    def hoist(self, x, state):
+        return (linear(x, self.W),)
+
+    def step(self, hoisted, x_t, state):
+        (h,) = state
+        pre = hoisted[0] + linear(h, self.U)
+        z = torch.sigmoid(pre + self.bias_gate)
+        c = torch.tanh(pre + self.bias_update)
+        h = z * h + (torch.sigmoid(self.zeta) * (1 - z) + torch.sigmoid(self.nu)) * c
+        return h, (h,)
+
+
+@register("fastgrnn", "irc", kind="irc",
+          equations="v = x + α⊙(U_V h); f = σ(W_F v); a = W_A x; h' = f⊙h + β(1−f)⊙a")
+@register("fastgrnn", "ihc", kind="ihc",
+          equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-FastGRNN")
+class RegulatedFastGRNN(RegulatedCell):
+    gates = ("F",)
+    extra_param_info = {"theta_beta": ParamInfo("θ_β", "β = σ(θ_β)")}
+
+    def __init__(self, input_size, hidden_size, **kw):
+        super().__init__(input_size, hidden_size, **kw)
+        self.new_param("theta_beta", 1, init=THETA_BETA_INIT)
+
+    def update(self, gates, a, x_t, state):
+        (h,), (f,) = state, gates
+        h = f * h + torch.sigmoid(self.theta_beta) * (1 - f) * a
+        return h, (h,)

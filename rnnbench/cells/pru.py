@@ -1,0 +1,80 @@
+"""PRU, the Prototypical Recurrent Unit (Long et al.), and IRC/IHC-PRU.
+
+The output map y = tanh(W_Y s + b_Y) does not feed back, so it runs once after the loop over all
+steps. It can be switched off (output_map=False) to get the bare state recurrence.
+"""
+
+import torch
+
+from rnnbench.cells.base import Cell, ParamInfo, linear
+from rnnbench.cells.registry import register
+from rnnbench.cells.regulated import RegulatedCell
+
+OUTPUT_INFO = {
+    "W_Y": ParamInfo("W_y", "output map (M×M)"),
+    "b_Y": ParamInfo("b_y", "output map bias"),
+}
+
+
+class _OutputMap:
+    """Mixin: the PRU's output map, applied after the loop."""
+
+    def _init_output_map(self, output_map: bool):
+        self.output_map = output_map
+        if output_map:
+            self.new_param("W_Y", self.hidden_size, self.hidden_size)
+            self.new_param("b_Y", self.hidden_size)
+
+    def finish(self, outputs):
+        return torch.tanh(linear(outputs, self.W_Y, self.b_Y)) if self.output_map else outputs
+
+
+@register("pru", "baseline", equations="u = tanh(W_u x + U_u s + b_u); c = σ(W_c x + U_c s + b_c); "
+          "s' = c⊙s + (1−c)⊙u; y = tanh(W_y s' + b_y)")
+class PRU(_OutputMap, Cell):
+    state_names = ("s",)
+    param_info = {
+        "W_CU": ParamInfo("W_{c,u}", "input weights of the gate and the candidate"),
+        "U_CU": ParamInfo("U_{c,u}", "recurrent weights"),
+        "b_CU": ParamInfo("b_{c,u}", "one bias per gate"),
+        **OUTPUT_INFO,
+    }
+
+    def __init__(self, input_size, hidden_size, output_map: bool = True):
+        super().__init__(input_size, hidden_size)
+        M, N = hidden_size, input_size
+        self.new_param("W_CU", 2 * M, N)
+        self.new_param("U_CU", 2 * M, M)
+        self.new_param("b_CU", 2 * M)
+        self._init_output_map(output_map)
+
+    def hoist(self, x, state):
+        return (linear(x, self.W_CU, self.b_CU),)
+
+    def step(self, hoisted, x_t, state):
+        (s,), M = state, self.hidden_size
+        pre = hoisted[0] + linear(s, self.U_CU)
+        c = torch.sigmoid(pre[:, :M])
+        u = torch.tanh(pre[:, M:])
+        s = torch.lerp(u, s, c)  # c⊙s + (1-c)⊙u
+        return s, (s,)
+
+
+@register("pru", "irc", kind="irc",
+          equations="v = x + α⊙(U_V s); c = σ(W_c v); u = W_u x; s' = c⊙s + (1−c)⊙u; y = tanh(W_y s' + b_y)")
+@register("pru", "ihc", kind="ihc",
+          equations="g = σ(W_G x + Γs + b_G); v = (1−g)⊙x + g⊙(U_V s); then as IRC-PRU")
+class RegulatedPRU(_OutputMap, RegulatedCell):
+    gates = ("C",)
+    candidate = "U"
+    state_names = ("s",)
+    extra_param_info = OUTPUT_INFO
+
+    def __init__(self, input_size, hidden_size, output_map: bool = True, **kw):
+        super().__init__(input_size, hidden_size, **kw)
+        self._init_output_map(output_map)
+
+    def update(self, gates, a, x_t, state):
+        (s,), (c,) = state, gates
+        s = torch.lerp(a, s, c)
+        return s, (s,)

@@ -1,0 +1,127 @@
+"""The cell zoo's single list. Every command, test and config reads cells from here.
+
+A family module registers its classes with :func:`register`; :func:`_discover` imports every
+module in this package, so adding a cell is adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+
+from rnnbench.errors import SizeError, UnknownCellError
+
+VARIANTS = ("baseline", "irc", "ihc")
+FORMS = ("paper", "canonical")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    family: str
+    variant: str
+    form: str
+    cls: type
+    equations: str
+    requires_square: bool = False
+    options: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.family if self.variant == "baseline" else f"{self.family}/{self.variant}"
+
+    @property
+    def label(self) -> str:
+        suffix = "" if self.form == "paper" else f" ({self.form})"
+        return f"{self.family}/{self.variant}{suffix}"
+
+    def check_sizes(self, input_size: int, hidden_size: int) -> None:
+        for what, n in (("input size", input_size), ("hidden size", hidden_size)):
+            if not isinstance(n, int) or n <= 0:
+                raise SizeError(f"{self.label}: {what} must be a positive integer, got {n!r}")
+        if self.requires_square and input_size != hidden_size:
+            raise SizeError(
+                f"{self.label} needs input size N equal to hidden size M "
+                f"(its feedback is elementwise), got N={input_size}, M={hidden_size}"
+            )
+
+    def build(self, input_size: int, hidden_size: int, **options):
+        self.check_sizes(input_size, hidden_size)
+        return self.cls(input_size, hidden_size, **{**self.options, **options})
+
+
+_REGISTRY: dict[tuple[str, str, str], CellSpec] = {}
+
+
+def register(family: str, variant: str, form: str = "paper", *, equations: str,
+             requires_square: bool = False, **options):
+    """Class decorator: add a cell class to the zoo under (family, variant, form)."""
+    if variant not in VARIANTS or form not in FORMS:
+        raise ValueError(f"bad registration {family}/{variant}/{form}")
+
+    def deco(cls):
+        key = (family, variant, form)
+        if key in _REGISTRY:
+            raise ValueError(f"cell {key} registered twice")
+        spec = CellSpec(family, variant, form, cls, equations, requires_square, dict(options))
+        _REGISTRY[key] = spec
+        cls.specs = getattr(cls, "specs", ()) + (spec,)
+        return cls
+
+    return deco
+
+
+_discovered = False
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import rnnbench.cells as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in ("registry", "base", "connections", "regulated"):
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+
+
+def families() -> list[str]:
+    _discover()
+    order = ["gru", "lstm", "sru", "tlstm", "fastgrnn", "pru"]
+    found = {f for f, _, _ in _REGISTRY}
+    return [f for f in order if f in found] + sorted(found - set(order))
+
+
+def all_specs() -> list[CellSpec]:
+    _discover()
+    fam_rank = {f: i for i, f in enumerate(families())}
+    return sorted(_REGISTRY.values(), key=lambda s: (fam_rank[s.family], VARIANTS.index(s.variant),
+                                                      FORMS.index(s.form)))
+
+
+def get(family: str, variant: str = "baseline", form: str = "paper") -> CellSpec:
+    _discover()
+    family = family.lower().replace("-", "").replace("_", "")
+    if family not in families():
+        raise UnknownCellError(f"unknown cell {family!r}; choose from {', '.join(families())}")
+    if variant not in VARIANTS:
+        raise UnknownCellError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if form not in FORMS:
+        raise UnknownCellError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
+    spec = _REGISTRY.get((family, variant, form))
+    if spec is None:
+        have = sorted(f for fa, v, f in _REGISTRY if fa == family and v == variant)
+        raise UnknownCellError(
+            f"{family}/{variant} has no {form!r} form (it has: {', '.join(have) or 'none'}); "
+            "the canonical form exists for the gru, lstm, sru and fastgrnn baselines")
+    return spec
+
+
+def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper") -> list[CellSpec]:
+    """Expand 'all' and lists into specs, keeping the zoo's order."""
+    fams = families() if cells in ("all", ["all"]) else [cells] if isinstance(cells, str) else cells
+    vars_ = list(VARIANTS) if variants in ("all", ["all"]) else (
+        [variants] if isinstance(variants, str) else variants)
+    # Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone.
+    return [get(f, v, form if v == "baseline" else "paper") for f in fams for v in vars_]

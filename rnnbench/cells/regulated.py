@@ -1,0 +1,61 @@
+"""The shape shared by every IRC and IHC cell.
+
+Each regulated cell has gates that see only the regulated input ``v_t`` and a candidate ``W_A x_t``
+that sees only the input, so the input weights of all gates and the candidate are one stacked matrix
+``W`` multiplied with the whole sequence once. Per step only ``W_gates d_t`` (see connections.py)
+remains. A family supplies its gate letters and :meth:`update`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rnnbench.cells.base import Cell, ParamInfo, linear
+from rnnbench.cells.connections import CONNECTION_INFO, Connection
+
+
+class RegulatedCell(Cell):
+    gates: tuple[str, ...] = ()
+    candidate: str = "A"
+    #: SRU and T-LSTM feed back ``omega_V * h`` (elementwise) instead of ``U_V h``.
+    diagonal_feedback = False
+
+    def __init__(self, input_size: int, hidden_size: int, *, kind: str, gamma_input: str = "h"):
+        super().__init__(input_size, hidden_size)
+        self.kind = kind
+        self.w_name = "W_" + "".join(self.gates) + self.candidate
+        self.new_param(self.w_name, (len(self.gates) + 1) * hidden_size, input_size)
+        self.connection = Connection(kind, input_size, hidden_size,
+                                     diagonal=self.diagonal_feedback, gamma_input=gamma_input)
+        letters = ",".join(self.gates)
+        self.param_info = {
+            self.w_name: ParamInfo(f"W_{{{letters}}}; W_{self.candidate}",
+                                   "input weights of the gates and the candidate, stacked"),
+            **CONNECTION_INFO, **self.extra_param_info,
+        }
+
+    extra_param_info: dict[str, ParamInfo] = {}
+
+    @property
+    def W(self) -> torch.Tensor:
+        return getattr(self, self.w_name)
+
+    @property
+    def n_gate_rows(self) -> int:
+        return len(self.gates) * self.hidden_size
+
+    def hoist(self, x, state):
+        return (linear(x, self.W),) + self.connection.hoist(x)
+
+    def step(self, hoisted, x_t, state):
+        wx, conn_hoisted = hoisted[0], hoisted[1:]
+        G = self.n_gate_rows
+        d = self.connection.correction(conn_hoisted, x_t, state[0])
+        gates = torch.sigmoid(wx[:, :G] + linear(d, self.W[:G]))
+        return self.update(gates.chunk(len(self.gates), -1), wx[:, G:], x_t, state)
+
+    def update(self, gates, a, x_t, state):
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.kind}"
