@@ -13,6 +13,7 @@ THETA_BETA_INIT, THETA_KAPPA_INIT = 1.0, -4.0
 @register("fastgrnn", "baseline", equations="f = σ(W_F x + U_F h + b_F); a = tanh(W_A x + U_A h + b_A); "
           "h' = f⊙h + (β(1−f) + κ)⊙a")
 class FastGRNN(Cell):
+    title = "FastGRNN"
     param_info = {
         "W_FA": ParamInfo("W_{F,A}", "input weights of the gate and the candidate"),
         "U_FA": ParamInfo("U_{F,A}", "recurrent weights"),
@@ -46,6 +47,7 @@ class FastGRNN(Cell):
 @register("fastgrnn", "baseline", "canonical", equations="EdgeML FastGRNNCell: W, U shared; "
           "z = σ(Wx + Uh + b_g); h̃ = tanh(Wx + Uh + b_u); h' = z⊙h + (σ(ζ)(1−z) + σ(ν))⊙h̃")
 class FastGRNNCanonical(Cell):
+    title = "FastGRNN"
     param_info = {
         "W": ParamInfo("W", "input weights, shared by gate and candidate"),
         "U": ParamInfo("U", "recurrent weights, shared by gate and candidate"),
@@ -82,6 +84,7 @@ class FastGRNNCanonical(Cell):
 @register("fastgrnn", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-FastGRNN")
 class RegulatedFastGRNN(RegulatedCell):
+    title = "FastGRNN"
     gates = ("F",)
     extra_param_info = {"theta_beta": ParamInfo("θ_β", "β = σ(θ_β)")}
 

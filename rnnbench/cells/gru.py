@@ -10,6 +10,7 @@ from rnnbench.cells.regulated import RegulatedCell
 @register("gru", "baseline", equations="i,r = σ(W x + U h + b); a = tanh(W_A x + U_A(r⊙h) + b_A); "
           "h' = (1−i)⊙h + i⊙a")
 class GRU(Cell):
+    title = "GRU"
     param_info = {
         "W_IRA": ParamInfo("W_{I,R,A}", "input weights of input gate, reset gate, candidate"),
         "U_IR": ParamInfo("U_{I,R}", "recurrent weights of the gates"),
@@ -39,6 +40,7 @@ class GRU(Cell):
 @register("gru", "baseline", "canonical", equations="torch.nn.GRU: r,z = σ(W x + b_i + U h + b_h); "
           "n = tanh(W_n x + b_in + r⊙(U_n h + b_hn)); h' = (1−z)⊙n + z⊙h")
 class GRUCanonical(Cell):
+    title = "GRU"
     param_info = {
         "weight_ih": ParamInfo("W_{r,z,n}", "input weights (torch order r, z, n)"),
         "weight_hh": ParamInfo("U_{r,z,n}", "recurrent weights"),
@@ -71,6 +73,7 @@ class GRUCanonical(Cell):
 @register("gru", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-GRU")
 class RegulatedGRU(RegulatedCell):
+    title = "GRU"
     gates = ("I", "R")
 
     def update(self, gates, a, x_t, state):

@@ -10,6 +10,7 @@ from rnnbench.cells.regulated import RegulatedCell
 @register("lstm", "baseline", equations="f,i,o = σ(W x + U h + b); a = tanh(W_A x + U_A h + b_A); "
           "c' = f⊙c + i⊙a; h' = o⊙tanh(c')")
 class LSTM(Cell):
+    title = "LSTM"
     state_names = ("h", "c")
     param_info = {
         "W_FIOA": ParamInfo("W_{F,I,O,A}", "input weights of forget, input, output gates, candidate"),
@@ -40,6 +41,7 @@ class LSTM(Cell):
 @register("lstm", "baseline", "canonical", equations="torch.nn.LSTM: i,f,o = σ(W x + b_i + U h + b_h); "
           "g = tanh(W_g x + b_ig + U_g h + b_hg); c' = f⊙c + i⊙g; h' = o⊙tanh(c')")
 class LSTMCanonical(Cell):
+    title = "LSTM"
     state_names = ("h", "c")
     param_info = {
         "weight_ih": ParamInfo("W_{i,f,g,o}", "input weights (torch order i, f, g, o)"),
@@ -75,6 +77,7 @@ class LSTMCanonical(Cell):
 @register("lstm", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-LSTM")
 class RegulatedLSTM(RegulatedCell):
+    title = "LSTM"
     gates = ("F", "I", "O")
     state_names = ("h", "c")
 

@@ -32,6 +32,7 @@ class _OutputMap:
 @register("pru", "baseline", equations="u = tanh(W_u x + U_u s + b_u); c = σ(W_c x + U_c s + b_c); "
           "s' = c⊙s + (1−c)⊙u; y = tanh(W_y s' + b_y)")
 class PRU(_OutputMap, Cell):
+    title = "PRU"
     state_names = ("s",)
     param_info = {
         "W_CU": ParamInfo("W_{c,u}", "input weights of the gate and the candidate"),
@@ -65,6 +66,7 @@ class PRU(_OutputMap, Cell):
 @register("pru", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γs + b_G); v = (1−g)⊙x + g⊙(U_V s); then as IRC-PRU")
 class RegulatedPRU(_OutputMap, RegulatedCell):
+    title = "PRU"
     gates = ("C",)
     candidate = "U"
     state_names = ("s",)

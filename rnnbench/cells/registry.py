@@ -31,6 +31,12 @@ class CellSpec:
         return self.family if self.variant == "baseline" else f"{self.family}/{self.variant}"
 
     @property
+    def display(self) -> str:
+        """As the paper writes it: GRU, IRC-GRU, IHC-LSTM."""
+        title = getattr(self.cls, "title", self.family.upper())
+        return title if self.variant == "baseline" else f"{self.variant.upper()}-{title}"
+
+    @property
     def label(self) -> str:
         suffix = "" if self.form == "paper" else f" ({self.form})"
         return f"{self.family}/{self.variant}{suffix}"

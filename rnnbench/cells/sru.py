@@ -12,6 +12,7 @@ from rnnbench.cells.regulated import RegulatedCell
 @register("sru", "baseline", requires_square=True,
           equations="f,p = σ(W x + ω⊙c + b); a = W_A x; c' = f⊙c + (1−f)⊙a; h' = p⊙c' + (1−p)⊙x")
 class SRU(Cell):
+    title = "SRU"
     state_names = ("c",)
     #: the sru package multiplies the highway input by sqrt(1 + 2·e^{highway_bias}); the paper does not
     highway_scale = 1.0
@@ -55,6 +56,7 @@ class SRUCanonical(SRU):
 @register("sru", "ihc", kind="ihc", requires_square=True,
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(ω_V⊙h); then as IRC-SRU")
 class RegulatedSRU(RegulatedCell):
+    title = "SRU"
     gates = ("F", "P")
     diagonal_feedback = True
     state_names = ("h", "c")

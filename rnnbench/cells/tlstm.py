@@ -14,6 +14,7 @@ from rnnbench.cells.regulated import RegulatedCell
 @register("tlstm", "baseline", equations="f,o = σ(W x_t + U x_{t−1} + b); a = W_A x_t + U_A x_{t−1} + b_A; "
           "c' = f⊙c + (1−f)⊙a; h' = o⊙c'")
 class TLSTM(Cell):
+    title = "T-LSTM"
     state_names = ("c", "x_prev")
     param_info = {
         "W_FOA": ParamInfo("W_{F,O,A}", "weights on x_t of forget gate, output gate, candidate"),
@@ -47,6 +48,7 @@ class TLSTM(Cell):
 @register("tlstm", "ihc", kind="ihc", requires_square=True,
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(ω_V⊙h); then as IRC-T-LSTM")
 class RegulatedTLSTM(RegulatedCell):
+    title = "T-LSTM"
     gates = ("F", "O")
     diagonal_feedback = True
     state_names = ("h", "c")

@@ -1,0 +1,1 @@
+"""Measurements: parameters, time, memory. Each returns rows of rnnbench.results.Row."""

@@ -1,0 +1,85 @@
+"""Parameter counts, measured from built modules (unique storage), never from formulas."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from rnnbench.cells.registry import CellSpec
+from rnnbench.results import Row
+from rnnbench.runner import layer_sizes
+
+
+def count_unique(module: nn.Module) -> int:
+    """Trainable scalars, each storage counted once even if registered under two names."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        ptr = p.untyped_storage().data_ptr()
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        total += p.untyped_storage().nbytes() // p.element_size()
+    return total
+
+
+def _defaults(cls) -> dict:
+    """Constructor defaults along the MRO (a cell may pass options on to its base with **kw)."""
+    found = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            for name, p in inspect.signature(init).parameters.items():
+                if p.default is not p.empty:
+                    found[name] = p.default
+    return found
+
+
+def applicable_options(spec: CellSpec, options: dict) -> dict:
+    """The options this cell takes: gamma_input only for IHC cells, output_map only for PRU."""
+    accepted = _defaults(spec.cls)
+    return {k: v for k, v in options.items()
+            if v is not None and k in accepted and not (k == "gamma_input" and spec.variant != "ihc")}
+
+
+def changed_options(spec: CellSpec, options: dict) -> dict:
+    defaults = _defaults(spec.cls)
+    return {k: v for k, v in options.items() if defaults.get(k, object()) != v}
+
+
+def build_layers(spec: CellSpec, sizes: list[tuple[int, int]], options: dict) -> nn.ModuleList:
+    """Cells for explicit (N, M) pairs, so a published reading can count layers that do not chain.
+    The options must already fit the cell (see applicable_options)."""
+    with torch.device("cpu"):
+        return nn.ModuleList(spec.build(n, m, **options) for n, m in sizes)
+
+
+def detail(layers: nn.ModuleList) -> list[dict]:
+    rows = []
+    for li, cell in enumerate(layers):
+        for name, p in cell.named_parameters():
+            info = cell.param_info.get(name.split(".")[-1])
+            rows.append({"layer": li, "name": name, "shape": tuple(p.shape), "count": p.numel(),
+                         "symbol": info.symbol if info else "", "meaning": info.meaning if info else ""})
+    return rows
+
+
+def measure_params(spec: CellSpec, input_size: int, hidden_sizes, layers: int | None = None, *,
+                   sizes: list[tuple[int, int]] | None = None, options: dict | None = None,
+                   labels: dict | None = None, want_detail: bool = False) -> tuple[Row, list[dict]]:
+    sizes = sizes or layer_sizes(input_size, hidden_sizes, layers)
+    opts = applicable_options(spec, options or {})
+    built = build_layers(spec, sizes, opts)
+    n = count_unique(built)
+    labels = dict(labels or {})
+    changed = changed_options(spec, opts)
+    if changed:
+        labels["options"] = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    row = Row(bench="params", cell=spec.family, variant=spec.variant, form=spec.form,
+              input_size=sizes[0][0], hidden_size=[m for _, m in sizes], layers=len(sizes),
+              metrics={"params": n, "param_bytes_float32": 4 * n}, labels=labels)
+    return row, (detail(built) if want_detail else [])
+

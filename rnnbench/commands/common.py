@@ -1,0 +1,57 @@
+"""What every command shares: the error boundary, consoles, and option parsing."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import typer
+from rich.console import Console
+
+from rnnbench.errors import RnnbenchError
+
+# tables on stdout, progress and messages on stderr, so stdout can be piped
+# piped output is not cut to 80 columns: wide tables stay one line per row in logs
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+
+def cli_errors(fn):
+    """Turn a user error into one line on stderr and its exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RnnbenchError as e:
+            print(f"rnnbench: error: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            print("rnnbench: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """'512' or '400,1150,400' (also '400-1150') into positive integers."""
+    parts = [p for p in text.replace("-", ",").replace(" ", "").split(",") if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise RnnbenchError(f"{what} must be integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise RnnbenchError(f"{what} must be positive, got {text!r}")
+    return values
+
+
+def choose_variants(variant: str, irc: bool, ihc: bool) -> list[str]:
+    """--irc/--ihc are shorthands: the baseline is always shown beside them for the ratio."""
+    if irc or ihc:
+        return ["baseline"] + (["irc"] if irc else []) + (["ihc"] if ihc else [])
+    if variant == "all":
+        return ["baseline", "irc", "ihc"]
+    from rnnbench.cells.registry import VARIANTS
+    if variant not in VARIANTS:
+        raise RnnbenchError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}, all")
+    return [variant] if variant == "baseline" else ["baseline", variant]

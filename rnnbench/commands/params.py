@@ -1,0 +1,152 @@
+"""`rnnbench params`: parameter counts measured from the built cells, against the baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from rnnbench import envinfo
+from rnnbench.bench import published
+from rnnbench.bench.params import measure_params
+from rnnbench.cells.registry import select
+from rnnbench.commands.common import choose_variants, cli_errors, out, parse_int_list
+from rnnbench.errors import RnnbenchError
+from rnnbench.results import ResultFile, Row, atomic_write_text, fmt_count, to_markdown, write_outputs
+
+
+def _reduction(base: int, n: int) -> str:
+    return "–" if base == n else f"{100.0 * (base - n) / base:+.1f}%".replace("+", "−", 1) \
+        if base > n else f"+{100.0 * (n - base) / base:.1f}%"
+
+
+def params(
+    cell: str = typer.Option("all", "--cell", "-c", help="gru, lstm, sru, tlstm, fastgrnn, pru, or all"),
+    variant: str = typer.Option("all", "--variant", "-v", help="baseline, irc, ihc, or all"),
+    irc: bool = typer.Option(False, "--irc", help="shorthand: baseline and IRC"),
+    ihc: bool = typer.Option(False, "--ihc", help="shorthand: baseline and IHC"),
+    input_size: int = typer.Option(512, "--input-size", "-N", help="input width N"),
+    hidden_size: str = typer.Option("512", "--hidden-size", "-M",
+                                    help="hidden width M, or one per layer: 1150,1150,400"),
+    layers: Optional[int] = typer.Option(None, "--layers", "-L", help="layers (repeats one M)"),
+    form: str = typer.Option("paper", "--form", help="paper or canonical (baselines only)"),
+    ihc_gamma: str = typer.Option("h", "--ihc-gamma",
+                                  help="IHC gate input: h (eq. 53) or feedback (Γ N×N on U_V h)"),
+    pru_output_map: bool = typer.Option(True, "--pru-output-map/--no-pru-output-map"),
+    detail: bool = typer.Option(False, "--detail", help="every parameter tensor, shape and symbol"),
+    config: Optional[Path] = typer.Option(None, "--config",
+                                          help="a published-figures table, e.g. bench_configs/paper_table2.toml"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="write the rows as CSV"),
+    json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
+):
+    """Count parameters of cells and variants, with the reduction against the baseline."""
+    if config is not None:
+        meta, table_rows = published.load(config)
+        rows = published.evaluate(table_rows)
+        columns, cells = _published_table(rows, meta.get("title", str(config)))
+    else:
+        if input_size <= 0:
+            raise RnnbenchError(f"--input-size must be positive, got {input_size}")
+        if layers is not None and layers <= 0:
+            raise RnnbenchError(f"--layers must be positive, got {layers}")
+        hs = parse_int_list(hidden_size, "--hidden-size")
+        if len(hs) == 1 and layers:
+            hs = hs * layers
+        elif layers is not None and layers != len(hs):
+            raise RnnbenchError(f"--layers {layers} does not match {len(hs)} hidden sizes")
+        specs = select(cell, choose_variants(variant, irc, ihc), form)
+        options = {"gamma_input": ihc_gamma, "output_map": pru_output_map}
+        rows, details = [], []
+        for spec in specs:
+            row, det = measure_params(spec, input_size, hs, options=options, want_detail=detail)
+            rows.append(row)
+            details.append((spec, det))
+        columns, cells = _count_table(rows, specs)
+        if detail:
+            _print_detail(details)
+    if markdown:
+        atomic_write_text(markdown, to_markdown(columns, cells))
+    if csv or json:
+        result = ResultFile(envinfo.collect("cpu"), envinfo.provenance(), rows)
+        write_outputs(result, json_path=json, csv_path=csv)
+
+
+def _count_table(rows: list[Row], specs) -> tuple[list[str], list[list[str]]]:
+    columns = ["cell", "form", "N", "M", "layers", "params", "vs baseline"]
+    table = Table(title="Parameters (trainable scalars, unique storage)")
+    for c in columns:
+        table.add_column(c, justify="right" if c in ("N", "params", "vs baseline", "layers") else "left")
+    base = {}
+    cells = []
+    for row, spec in zip(rows, specs):
+        n = row.metrics["params"]
+        if spec.variant == "baseline":
+            base[spec.family] = n
+        ref = base.get(spec.family)
+        m = row.hidden_size if not isinstance(row.hidden_size, list) else ",".join(map(str, row.hidden_size))
+        line = [spec.display, spec.form, str(row.input_size), str(m), str(row.layers), fmt_count(n),
+                _reduction(ref, n) if ref is not None and spec.variant != "baseline" else ""]
+        if row.labels.get("options"):
+            line[1] += f" ({row.labels['options']})"
+        table.add_row(*line)
+        cells.append(line)
+    out.print(table)
+    return columns, cells
+
+
+def _published_table(rows: list[Row], title: str) -> tuple[list[str], list[list[str]]]:
+    columns = ["section", "model", "layers N→M", "ours", "reduction", "published", "pub. reduction",
+               "agrees", "note"]
+    table = Table(title=title)
+    for c in columns[1:]:
+        table.add_column(c, justify="right" if c in ("ours", "reduction", "published",
+                                                     "pub. reduction", "note") else "left")
+    cells, notes, section = [], [], None
+    for r in rows:
+        m, lab = r.metrics, r.labels
+        if lab.get("section") != section:
+            section = lab.get("section")
+            table.add_row(f"[bold]{section}[/bold]", *[""] * (len(columns) - 2))
+        agrees = [m[k] for k in ("agrees_params", "agrees_reduction") if k in m]
+        mark = "" if not agrees else ("yes" if all(agrees) else "no")
+        red = ""
+        if "reduction_pct" in m:
+            red = f"{m['reduction_pct']:.{3 if abs(m['reduction_pct']) < 1 else 1}f}%"
+        why = f"reading: {lab['reading']}" if lab.get("reading") else lab.get("note", "")
+        ref = ""
+        if why:
+            notes.append(why)
+            ref = f"[{len(notes)}]"
+        line = [section, r.variant.upper() + "-" + _title(r) if r.variant != "baseline" else _title(r),
+                lab.get("sizes", ""), fmt_count(m["params"]), red, lab.get("published", ""),
+                lab.get("published_reduction", ""), mark, ref]
+        table.add_row(*line[1:], style="yellow" if mark == "no" else None)
+        cells.append(line[:-1] + [why])
+    out.print(table)
+    out.print("agrees: our count, rounded to the digits of the published figure, equals it.")
+    for i, n in enumerate(notes, 1):
+        out.print(f"[{i}] {n}", highlight=False, markup=False)
+    return columns, cells
+
+
+def _title(row: Row) -> str:
+    from rnnbench.cells.registry import get
+    return getattr(get(row.cell).cls, "title", row.cell)
+
+
+def _print_detail(details) -> None:
+    for spec, det in details:
+        t = Table(title=f"{spec.display} ({spec.form}): parameter tensors")
+        for c in ("layer", "name", "symbol", "shape", "count", "meaning"):
+            t.add_column(c, justify="right" if c in ("layer", "count") else "left")
+        for d in det:
+            t.add_row(str(d["layer"]), d["name"], d["symbol"], "×".join(map(str, d["shape"])),
+                      fmt_count(d["count"]), d["meaning"])
+        out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("params")(cli_errors(params))
