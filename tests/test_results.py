@@ -1,0 +1,76 @@
+"""The result schema: keys, JSON/CSV round trips, atomic incremental writing, readers' errors."""
+
+import json
+
+import pytest
+
+from rnnbench.errors import IncompatibleResultsError, RnnbenchError
+from rnnbench.results import IncrementalWriter, ResultFile, Row, read_results, to_csv, write_outputs
+
+
+def _row(**kw):
+    base = dict(bench="speed", cell="gru", variant="irc", backend="eager", mode="fwd+bwd",
+                batch=32, seq_len=128, input_size=512, hidden_size=512, layers=1,
+                metrics={"time_s_median": 0.0123, "samples_s": [0.012, 0.0123, 0.013]})
+    base.update(kw)
+    return Row(**base)
+
+
+def test_key_follows_the_design_names():
+    assert _row().key == "speed/gru/irc/eager/fwd+bwd/float32/B32-T128-N512-M512-L1"
+    assert _row(hidden_size=[1150, 1150, 400], layers=3).key.endswith("M1150-1150-400-L3")
+    # a uniform per-layer list is the same case as one size
+    assert _row(hidden_size=[64, 64], layers=2).key == _row(hidden_size=64, layers=2).key
+
+
+def test_json_and_csv_round_trip(tmp_path):
+    rows = [_row(), _row(variant="baseline", status="unsupported", reason="no kernel",
+                         metrics={}), _row(hidden_size=[8, 4], layers=2, warnings=["spread 12%"])]
+    rf = ResultFile({"device": "cpu"}, {"argv": []}, rows)
+    write_outputs(rf, json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv")
+    back = read_results(tmp_path / "r.json")
+    assert [r.to_dict() for r in back.results] == [r.to_dict() for r in rows]
+    flat = read_results(tmp_path / "r.csv")
+    assert [r.key for r in flat.results] == [r.key for r in rows]
+    assert flat.results[0].metrics["time_s_median"] == 0.0123  # not rounded
+    assert "samples_s" not in flat.results[0].metrics  # raw samples are JSON only
+    assert flat.results[2].hidden_size == [8, 4] and flat.results[2].warnings == ["spread 12%"]
+    assert "samples_s" not in to_csv(rows).splitlines()[0]
+
+
+def test_incremental_writer_keeps_a_complete_file_and_resumes(tmp_path):
+    path = tmp_path / "sweep.json"
+    w = IncrementalWriter({}, {}, json_path=path)
+    w.add(_row(batch=1))
+    assert len(json.loads(path.read_text())["results"]) == 1
+    w.add(_row(batch=2, status="oom", reason="CUDA out of memory"))
+    w2 = IncrementalWriter({}, {}, json_path=path, resume=True)
+    assert w2.done_keys() == {_row(batch=1).key}  # the oom case is retried
+    w2.add(_row(batch=2))
+    keys = [r["key"] for r in json.loads(path.read_text())["results"]]
+    assert sorted(keys) == sorted({_row(batch=1).key, _row(batch=2).key})
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_readers_reject_what_they_cannot_read(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{not json")
+    with pytest.raises(RnnbenchError, match="not valid JSON"):
+        read_results(p)
+    p.write_text(json.dumps({"schema": "rnnbench.results/0", "results": []}))
+    with pytest.raises(IncompatibleResultsError, match="schema"):
+        read_results(p)
+    p.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(RnnbenchError, match="not an rnnbench result file"):
+        read_results(p)
+    with pytest.raises(RnnbenchError, match="no such result file"):
+        read_results(tmp_path / "missing.json")
+    c = tmp_path / "x.csv"
+    c.write_text("a,b\n1,2\n")
+    with pytest.raises(RnnbenchError, match="not an rnnbench CSV"):
+        read_results(c)
+
+
+def test_unknown_status_is_refused():
+    with pytest.raises(ValueError):
+        _row(status="great")
