@@ -629,9 +629,8 @@ def test_square_only_flag(spec):
 @pytest.mark.parametrize("spec", [s for s in SPECS if key(s) in SQUARE_ONLY], ids=spec_id)
 @pytest.mark.parametrize("N,Ms,bad", [(5, [7], (5, 7)), (8, [3], (8, 3)), (6, [6, 9], (6, 9))])
 def test_size_error_for_square_only_cells(spec, N, Ms, bad):
-    opts = {"gamma_input": "feedback"} if spec.variant == "ihc" else {}
     with pytest.raises(SizeError) as info:
-        RecurrentStack(spec, N, Ms, **opts)
+        RecurrentStack(spec, N, Ms)
     msg = str(info.value)
     assert spec.family in msg.lower(), msg
     if spec.variant != "baseline":
@@ -644,3 +643,13 @@ def test_size_error_for_square_only_cells(spec, N, Ms, bad):
 def test_non_square_cells_accept_n_ne_m(spec):
     stack = RecurrentStack(spec, 5, [7, 3])
     assert [(c.input_size, c.hidden_size) for c in stack.layers] == [(5, 7), (7, 3)]
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.variant == "irc"], ids=spec_id)
+def test_irc_alpha_starts_at_authors_value(spec):
+    """cells.md: the authors initialise θ_α = 2, so α = σ(2) ≈ 0.881 at the start."""
+    cell = spec.build(4, 4)
+    theta = cell.connection.theta_alpha.detach()
+    assert theta.shape == (4,)
+    torch.testing.assert_close(theta, torch.full((4,), 2.0), rtol=0, atol=0)
+    assert round(float(sig(theta[0].double())), 3) == 0.881
