@@ -1,0 +1,279 @@
+"""`rnnbench run SUITE.toml`: sweep a suite (or a shard of it), writing every row as it finishes."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from rnnbench import envinfo
+from rnnbench.case import Case
+from rnnbench.commands.common import cli_errors, err, out
+from rnnbench.errors import DeviceError, RnnbenchError
+from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
+                              read_results, size_label, write_outputs)
+from rnnbench.shard import machine_id, parse_shard, shard_cases
+from rnnbench.suite import (default_measure, is_params_table, parse_suite, read_toml,
+                            run_suite, measure_kwargs)
+
+RESULTS_DIR = Path("results")
+_STAMP = "%Y%m%d-%H%M%S"
+
+
+def note(text: str) -> None:
+    # plain print: Rich would wrap a note at 80 columns when stderr is a log file
+    print(f"rnnbench: {text}", file=sys.stderr)
+
+
+def shard_tag(shard: tuple[int, int] | None) -> str:
+    return f"-shard{shard[0]}of{shard[1]}" if shard else ""
+
+
+def default_json_path(name: str, shard, *, resume: bool) -> Path:
+    """results/<suite>[-shardIofN]-<UTC time>.json; with --resume, the newest such file."""
+    stem = name + shard_tag(shard)
+    if resume and RESULTS_DIR.is_dir():
+        pattern = re.compile(re.escape(stem) + r"-\d{8}-\d{6}\.json")
+        found = sorted(p for p in RESULTS_DIR.iterdir() if pattern.fullmatch(p.name))
+        if found:
+            return found[-1]
+    return RESULTS_DIR / f"{stem}-{datetime.now(timezone.utc).strftime(_STAMP)}.json"
+
+
+def check_devices(cases: list[Case]) -> str:
+    """The device the environment is recorded for; fails early, not once per case, when a suite
+    wants a device this machine lacks."""
+    devices = sorted({c.device for c in cases})
+    cuda = [d for d in devices if d.startswith("cuda")]
+    if cuda or "mps" in devices:
+        import torch
+        if cuda and not torch.cuda.is_available():
+            raise DeviceError(f"the suite runs on {cuda[0]}, but torch sees no CUDA device "
+                              f"(torch {torch.__version__}); --device cpu runs it here")
+        if "mps" in devices and not torch.backends.mps.is_available():
+            raise DeviceError("the suite runs on mps, which this torch cannot use; "
+                              "--device cpu runs it here")
+    return cuda[0] if cuda else ("mps" if "mps" in devices else "cpu")
+
+
+def measure_reference(device: str) -> dict | None:
+    """A fixed matrix product timed on the run's device and stored as env["reference"], so that
+    `compare --normalize` can set times from two machines side by side. Never fails a run."""
+    try:
+        from rnnbench.compare import reference_time
+        return reference_time(device)
+    except Exception as e:  # noqa: BLE001 - a missing yardstick is not worth losing a sweep over
+        note(f"no reference time recorded ({type(e).__name__}: {e}); "
+             "compare --normalize cannot use this file")
+        return None
+
+
+def _prepare_output(json_path: Path, resume: bool, overwrite: bool, env: dict) -> None:
+    if not json_path.exists():
+        return
+    if not resume and not overwrite:
+        raise RnnbenchError(f"{json_path} exists: --resume continues it, --overwrite replaces it")
+    if resume:
+        old = read_results(json_path)
+        had, now = machine_id(old.env), machine_id(env)
+        if old.env and had != now:
+            raise RnnbenchError(f"{json_path} was measured on {had!r}, this machine is {now!r}: "
+                                "write to another --json and `rnnbench merge` the files")
+
+
+def run(
+    suite: Path = typer.Argument(..., help="a suite TOML such as bench_configs/quick.toml, or a "
+                                          "parameter table such as bench_configs/paper_table2.toml"),
+    json: Optional[Path] = typer.Option(None, "--json", help="result file "
+                                        "[default: results/<suite>[-shardIofN]-<time>.json]"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="also write the rows as CSV"),
+    resume: bool = typer.Option(False, "--resume", help="keep the rows already in the JSON file "
+                                "(status ok or unsupported) and measure the rest; without --json, "
+                                "the newest results/<suite>-*.json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: run the I-th of N balanced "
+                                        "parts (1-based); auto: from a SLURM job array"),
+    device: Optional[str] = typer.Option(None, "--device", help="run every case on this device "
+                                         "(cpu, cuda, cuda:N, mps)"),
+):
+    """Run a suite: every case measured once, each row written as it finishes."""
+    data = read_toml(suite)
+    if is_params_table(data):
+        if shard:
+            raise RnnbenchError(f"{suite} is a parameter table: it runs in a moment, so it has no "
+                                "shards; drop --shard")
+        _run_params(suite, json, csv, overwrite or resume)  # recounting is resuming
+        return
+    s = parse_suite(data, suite)
+    if device:
+        s = s.with_device(device)
+    for n in s.notes:
+        note(n)
+    where = parse_shard(shard) if shard else None
+    cases = shard_cases(s.cases, *where) if where else s.cases
+    env = envinfo.collect(check_devices(cases) if cases else "cpu")
+    measure = default_measure()
+    measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work
+
+    json_path = json or default_json_path(s.name, where, resume=resume)
+    _prepare_output(json_path, resume, overwrite, env)
+    if any(c.bench == "speed" for c in cases):
+        ref = measure_reference(env["device"])
+        if ref:
+            env["reference"] = ref
+    prov = envinfo.provenance()
+    prov["suite"] = {"path": str(suite), "name": s.name, "cases": len(s.cases),
+                     "shard": f"{where[0]}/{where[1]}" if where else None,
+                     "shard_cases": len(cases), "settings": s.settings}
+    writer = IncrementalWriter(env, prov, json_path=json_path, csv_path=csv, resume=resume)
+    if where:
+        note(f"shard {where[0]}/{where[1]}: {len(cases)} of {len(s.cases)} cases")
+
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err) as progress:
+        task = progress.add_task(s.name, total=len(cases))
+
+        def started(case: Case) -> None:
+            progress.update(task, description=case.key)
+
+        def finished(case: Case, row: Row) -> None:
+            progress.advance(task)
+            if row.status in ("oom", "failed"):
+                progress.console.print(f"{row.status}: {case.key}: {row.reason}",
+                                       markup=False, highlight=False)
+
+        report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
+                           on_start=started, on_done=finished)
+        progress.update(task, description=s.name)
+    if not json_path.exists() or (csv and not csv.exists()):
+        # an empty shard, or a resume with nothing left, still leaves files a merge can read
+        write_outputs(writer.result, json_path=json_path, csv_path=csv)
+    print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
+    resumed = f", {report.resumed} already in the file" if report.resumed else ""
+    out.print(f"{report.measured} measured{resumed}; written to {json_path}"
+              + (f" and {csv}" if csv else ""), highlight=False)
+
+
+def _run_params(path: Path, json: Path | None, csv: Path | None, overwrite: bool) -> None:
+    from rnnbench.bench import published
+    meta, table = published.load(path)
+    rows = published.evaluate(table)
+    json_path = json or default_json_path(path.stem, None, resume=False)
+    if json_path.exists() and not overwrite:
+        raise RnnbenchError(f"{json_path} exists: --overwrite replaces it")
+    prov = envinfo.provenance()
+    prov["suite"] = {"path": str(path), "name": path.stem, "cases": len(rows)}
+    write_outputs(ResultFile(envinfo.collect("cpu"), prov, rows), json_path=json_path,
+                  csv_path=csv)
+    print_summary(rows, title=meta.get("title", path.stem))
+    out.print(f"{len(rows)} rows; written to {json_path}" + (f" and {csv}" if csv else ""),
+              highlight=False)
+
+
+# -- the summary table -----------------------------------------------------------------------------
+PREFERRED_METRICS = ("time_s_median", "tokens_per_s", "saved_bytes", "peak_allocated_bytes",
+                     "peak_rss_bytes", "params", "reduction_pct", "agrees_params")
+
+
+def _fmt_metric(name: str, v) -> str:
+    if v is None or isinstance(v, bool):
+        return "" if v is None else str(v)
+    if "bytes" in name:
+        return fmt_si(v, "B")
+    if name.endswith("_per_s"):
+        return fmt_si(v, "/s")
+    if name.startswith("time_s") or name.endswith("_s"):
+        return fmt_time(v)
+    if isinstance(v, int):
+        return fmt_count(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _metric_columns(rows: list[Row]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        for k, v in r.metrics.items():
+            if isinstance(v, (int, float)) and k not in seen:
+                seen.append(k)
+    preferred = [m for m in PREFERRED_METRICS if m in seen]
+    return (preferred or seen)[:5]
+
+
+def case_fields(row: Row) -> dict[str, str]:
+    cell = f"{row.cell}/{row.variant}" + ("" if row.form == "paper" else f" ({row.form})")
+    if row.labels.get("options"):
+        cell += f" [{row.labels['options']}]"
+    if row.labels.get("id"):  # a parameter-table row: its id says which reading it is
+        cell = f"{row.labels['id']}: {cell}"
+    sizes = " ".join(f"{t}{v}" for t, v in (("B", row.batch), ("T", row.seq_len),
+                                             ("N", row.input_size),
+                                             ("M", None if row.hidden_size is None
+                                              else size_label(row.hidden_size)),
+                                             ("L", row.layers)) if v is not None)
+    return {"cell": cell, "bench": row.bench, "backend": row.backend, "mode": row.mode,
+            "dtype": row.dtype, "device": row.device, "sizes": sizes}
+
+
+STATUS_STYLE = {"ok": None, "unsupported": "dim", "oom": "yellow", "failed": "red"}
+FULL_TABLE_ROWS = 60  # beyond this a row per case is a log, not a summary
+
+
+def print_summary(rows: list[Row], title: str) -> None:
+    if not rows:
+        out.print(f"{title}: no cases")
+        return
+    if len(rows) > FULL_TABLE_ROWS:
+        _print_grouped(rows, title)
+    else:
+        _print_rows(rows, title)
+    counts = {s: sum(r.status == s for r in rows) for s in STATUS_STYLE}
+    out.print(f"{len(rows)} cases: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+              highlight=False)
+
+
+def _print_grouped(rows: list[Row], title: str) -> None:
+    """Status counts per cell and backend: where a large sweep failed, at a glance."""
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        g = groups.setdefault((case_fields(r)["cell"], r.backend), dict.fromkeys(STATUS_STYLE, 0))
+        g[r.status] += 1
+    table = Table(title=f"{title}: {len(rows)} cases by cell and backend",
+                  caption="`rnnbench compare` or `rnnbench plot` for the numbers")
+    for c in ("cell", "backend", *STATUS_STYLE):
+        table.add_column(c, justify="left" if c in ("cell", "backend") else "right")
+    for (cell, backend), n in groups.items():
+        bad = "red" if n["failed"] else "yellow" if n["oom"] else None
+        table.add_row(cell, backend, *[str(n[s]) if n[s] else "" for s in STATUS_STYLE], style=bad)
+    out.print(table)
+
+
+def _print_rows(rows: list[Row], title: str) -> None:
+    fields = [case_fields(r) for r in rows]
+    # a column with one value says nothing per row: it goes in the caption instead
+    varying = [k for k in fields[0] if len({f[k] for f in fields}) > 1 or k == "cell"]
+    same = [f"{k} {fields[0][k]}" for k in fields[0] if k not in varying and fields[0][k]]
+    metrics = _metric_columns(rows)
+    table = Table(title=title, caption=", ".join(same) or None)
+    for k in varying:
+        table.add_column(k)
+    table.add_column("status")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=50)
+    for r, f in zip(rows, fields):
+        table.add_row(*[f[k] for k in varying], r.status,
+                      *[_fmt_metric(m, r.metrics.get(m)) for m in metrics],
+                      r.reason or "; ".join(r.warnings), style=STATUS_STYLE.get(r.status))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(cli_errors(run))

@@ -1,0 +1,563 @@
+"""TOML suites: axes, their cartesian product, exclusions and extra cases, and the sweep loop.
+
+A suite file::
+
+    [meta]
+    name = "cpu"                      # default: the file name without .toml
+    description = "..."
+    bench = ["speed", "memory"]       # innermost axis unless [axes] names it itself
+
+    [axes]                            # TOML order is nesting order: first key varies slowest
+    cell = ["all"]
+    variant = ["baseline", "irc", "ihc"]
+    batch = [1, 32]
+    seq_len = [64]
+    input_equals_hidden = true        # N = M: one axis instead of two
+    hidden_size = [128, 256, 512]
+
+    [settings.speed]                  # keyword arguments of the measure function: a sub-table
+    min_run_time = 0.5                # fills the settings dataclass of that keyword (SpeedSettings)
+
+    [options]                         # cell options, applied where a cell takes them
+    gamma_input = "h"
+
+    [[exclude]]                       # drops product cases matching every key (a list = any of)
+    cell = "sru"
+    batch = 1
+
+    [[include]]                       # extra cases: the axes, with these keys replaced
+    cell = ["gru", "lstm"]
+    form = "canonical"
+    backend = "native"
+
+Cases a cell cannot take (N ≠ M for cells whose feedback is elementwise, a form the zoo does not
+have) are dropped with a note rather than kept as `unsupported` rows: they are not cases of the
+cell at all, and `rnnbench plan` lists the notes. A backend that cannot run a case is different:
+that is a measurement outcome, and dispatch records it as an `unsupported` row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import re
+import tomllib
+import typing
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rnnbench.case import DTYPES, Case
+from rnnbench.cells.registry import FORMS, VARIANTS, all_specs, families
+from rnnbench.errors import ConfigError, RnnbenchError
+from rnnbench.results import Row
+from rnnbench.runner import layer_sizes
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+# axis name -> default when a suite leaves it out; None means the suite must give it, because a
+# silently assumed size would make the numbers mean something other than the author thought
+AXES: dict[str, object] = {
+    "bench": None, "cell": None, "variant": "baseline", "form": "paper", "backend": "eager",
+    "mode": "fwd+bwd", "dtype": "float32", "device": "cpu", "batch": None, "seq_len": None,
+    "input_size": None, "hidden_size": None, "layers": 1,
+}
+TOP_KEYS = ("meta", "axes", "settings", "options", "exclude", "include")
+META_KEYS = ("name", "description", "title", "bench")
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path | None
+    cases: list[Case]
+    settings: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was dropped, and why
+
+    def with_device(self, device: str) -> Suite:
+        """Every case on one device (run/plan --device): e.g. the GPU suite on a CPU."""
+        check_device(device, "--device")
+        return replace(self, cases=[replace(c, device=device) for c in self.cases])
+
+
+def check_device(device: str, what: str) -> None:
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise RnnbenchError(f"{what}: unknown device {device!r}; allowed: cpu, cuda, cuda:N, mps")
+
+
+# -- validation ------------------------------------------------------------------------------------
+class _Where:
+    """Builds the messages: '<file>: [axes] cell: unknown value 'gru2'; allowed: ...'."""
+
+    def __init__(self, path, table: str):
+        self.path, self.table = path, table
+
+    def error(self, key: str | None, what: str, allowed: Iterable | str | None = None) -> ConfigError:
+        where = f"{self.path}: {self.table}".rstrip(": ") + (f" {key}" if key else "")
+        if allowed is not None:
+            allowed = allowed if isinstance(allowed, str) else ", ".join(map(str, allowed))
+            what = f"{what}; allowed: {allowed}"
+        return ConfigError(f"{where}: {what}")
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    # the lists the measuring code itself checks against, so a suite cannot ask for what it lacks
+    if name == "bench":
+        from rnnbench.bench.dispatch import BENCHES
+        return BENCHES
+    if name == "backend":
+        from rnnbench.backends import BACKENDS
+        return tuple(BACKENDS)
+    if name == "mode":
+        from rnnbench.bench.speed import MODES
+        return MODES
+    return {"cell": (*families(), "all"), "variant": (*VARIANTS, "all"),
+            "form": (*FORMS, "all"), "dtype": DTYPES}[name]
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _check_value(name: str, v, where: _Where):
+    """One axis value, normalised (cell names as the registry spells them, per-layer sizes as
+    tuples); raises with what is allowed."""
+    if name in ("batch", "seq_len", "input_size", "layers"):
+        if not _positive(v):
+            raise where.error(name, f"{v!r} is not a positive integer", "positive integers")
+        return v
+    if name == "hidden_size":
+        if _positive(v):
+            return v
+        if isinstance(v, list) and v and all(_positive(x) for x in v):
+            return v[0] if len(set(v)) == 1 and len(v) == 1 else tuple(v)
+        raise where.error(name, f"{v!r} is not a positive integer or a list of them (one per layer)",
+                          "positive integers, or [[M1, M2, ...]] for a stack")
+    if name == "device":
+        if not isinstance(v, str) or not DEVICE_RE.match(v):
+            raise where.error(name, f"unknown value {v!r}", "cpu, cuda, cuda:N, mps")
+        return v
+    allowed = _choices(name)
+    if name == "cell" and isinstance(v, str):
+        v = v.lower().replace("-", "").replace("_", "")
+    if v not in allowed:
+        raise where.error(name, f"unknown value {v!r}", allowed)
+    return v
+
+
+def _values(name: str, raw, where: _Where) -> list:
+    """An axis: a list of values, or one value standing for a list of one."""
+    if name == "hidden_size" and isinstance(raw, list) and raw and all(_positive(x) for x in raw):
+        items = raw  # [128, 256]: two sizes; a stack is written [[1150, 1150, 400]]
+    else:
+        items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise where.error(name, "is empty", "a value or a non-empty list")
+    out = []
+    for v in items:
+        v = _check_value(name, v, where)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _parse_axes(table, where: _Where) -> tuple[dict[str, list], bool | None]:
+    """[axes] (or an include/exclude entry): axis -> values in file order, and input_equals_hidden
+    (None where the table does not say)."""
+    if not isinstance(table, dict):
+        raise where.error(None, "must be a table", "a TOML table of axis = [values]")
+    allowed = list(AXES) + ["input_equals_hidden"]
+    axes, ieh = {}, None
+    for key, raw in table.items():
+        if key not in allowed:
+            raise where.error(None, f"unknown key {key!r}", allowed)
+        if key == "input_equals_hidden":
+            if not isinstance(raw, bool):
+                raise where.error(key, f"{raw!r} is not true or false", "true, false")
+            ieh = raw
+            continue
+        axes[key] = _values(key, raw, where)
+    return axes, ieh
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no such suite file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a suite file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def is_params_table(data: dict) -> bool:
+    """bench_configs/paper_table2.toml and its kind: published figures, not a sweep."""
+    meta = data.get("meta")
+    return isinstance(meta, dict) and meta.get("bench") == "params"
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    data = read_toml(path)
+    if is_params_table(data):
+        raise ConfigError(f"{path} is a parameter table (bench = \"params\"), not a sweep suite")
+    return parse_suite(data, path)
+
+
+def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _Where(path, "").error(None, f"unknown table {key!r}", TOP_KEYS)
+
+    meta = data.get("meta", {})
+    where = _Where(path, "[meta]")
+    if not isinstance(meta, dict):
+        raise where.error(None, "must be a table", META_KEYS)
+    for key in meta:
+        if key not in META_KEYS:
+            raise where.error(None, f"unknown key {key!r}", META_KEYS)
+    # the name becomes part of default result file names, so it stays a plain word
+    name = meta.get("name", re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(path)).stem).strip("-.")
+                    or "suite")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise where.error("name", f"{name!r} is not a plain name", "letters, digits, _ . -")
+
+    axes_where = _Where(path, "[axes]")
+    if "axes" not in data:
+        raise axes_where.error(None, "missing", "a table of axis = [values]: " + ", ".join(AXES))
+    axes, ieh = _parse_axes(data["axes"], axes_where)
+    if "bench" in meta:
+        if "bench" in axes:
+            raise where.error("bench", "given in both [meta] and [axes]", "one of them")
+        axes["bench"] = _values("bench", meta["bench"], where)  # innermost: see the module doc
+    ieh = bool(ieh)
+    if ieh and "input_size" in axes:
+        raise axes_where.error("input_size", "given with input_equals_hidden = true",
+                               "one of input_size, input_equals_hidden")
+    required = [k for k, d in AXES.items() if d is None and not (k == "input_size" and ieh)]
+    for key in required:
+        if key not in axes:
+            hint = " (or input_equals_hidden = true)" if key == "input_size" else ""
+            tbl = "[meta] or [axes]" if key == "bench" else "[axes]"
+            raise ConfigError(f"{path}: {tbl}: missing {key!r}{hint}")
+    if "layers" in axes and any(isinstance(v, tuple) for v in axes["hidden_size"]):
+        raise axes_where.error("layers", "given with per-layer hidden sizes",
+                               "layers, or hidden_size = [[M1, M2, ...]] (its length is the depth)")
+
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise _Where(path, "[settings]").error(None, "must be a table", "key = value pairs")
+    options = _parse_options(data.get("options", {}), _Where(path, "[options]"))
+
+    dropped: Counter = Counter()
+    cases = _expand(axes, ieh, options, dropped)
+
+    excludes = _entries(data, "exclude", path)
+    matched = [0] * len(excludes)
+    kept = []
+    for c in cases:
+        hit = [i for i, ex in enumerate(excludes) if _matches(c, ex)]
+        for i in hit:
+            matched[i] += 1
+        if not hit:
+            kept.append(c)
+    notes = [f"exclude #{i + 1} matches no case" for i, n in enumerate(matched) if n == 0]
+
+    includes = data.get("include", [])
+    if not isinstance(includes, list):
+        raise _Where(path, "[[include]]").error(None, "must be an array of tables",
+                                                "[[include]] entries")
+    for i, raw in enumerate(includes, 1):
+        inc_where = _Where(path, f"[[include]] #{i}")
+        inc_axes, inc_ieh = _parse_axes(raw, inc_where)
+        if "layers" in inc_axes and any(isinstance(v, tuple) for v in inc_axes.get("hidden_size", [])):
+            raise inc_where.error("layers", "given with per-layer hidden sizes",
+                                  "layers, or hidden_size = [[M1, M2, ...]] (its length is the depth)")
+        merged = {k: inc_axes.get(k, v) for k, v in axes.items()}
+        merged.update({k: v for k, v in inc_axes.items() if k not in merged})
+        use_ieh = ieh if inc_ieh is None else inc_ieh
+        if use_ieh and "input_size" in inc_axes:
+            raise inc_where.error("input_size", "given with input_equals_hidden = true",
+                                  "one of input_size, input_equals_hidden")
+        if use_ieh:
+            merged.pop("input_size", None)
+        elif "input_size" not in merged:
+            raise inc_where.error("input_size", "missing (the suite sets N = M; this entry turns "
+                                  "that off)", "a list of positive integers")
+        kept += _expand(merged, use_ieh, options, dropped)
+
+    unique, seen, dup = [], {}, 0
+    for c in kept:
+        first = seen.get(c.key)
+        if first is None:
+            seen[c.key] = c
+            unique.append(c)
+        elif first.device == c.device:
+            dup += 1
+        else:
+            # result files, resume and merge join rows on the key, which does not name the device
+            raise _Where(path, "[axes]").error(
+                "device", f"{c.key} would be measured on both {first.device} and {c.device}, "
+                "but a case key does not name the device", "one device per suite (run --device "
+                "moves a suite)")
+    notes = _drop_notes(dropped) + notes
+    if dup:
+        notes.append(f"{dup} case(s) listed more than once (e.g. by an include) kept once")
+    return Suite(name, Path(path), unique, dict(settings), dict(meta), notes)
+
+
+def _drop_notes(dropped: Counter) -> list[str]:
+    by_reason: dict[str, list] = {}
+    for (reason, cell), n in dropped.items():
+        by_reason.setdefault(reason, []).append((cell, n))
+    return [f"dropped {sum(n for _, n in cells)} case(s): {reason} "
+            + ", ".join(c for c, _ in cells) for reason, cells in by_reason.items()]
+
+
+def _entries(data: dict, table: str, path) -> list[dict]:
+    raw = data.get(table, [])
+    if not isinstance(raw, list):
+        raise _Where(path, f"[[{table}]]").error(None, "must be an array of tables",
+                                                 f"[[{table}]] entries")
+    out = []
+    for i, entry in enumerate(raw, 1):
+        axes, ieh = _parse_axes(entry, _Where(path, f"[[{table}]] #{i}"))
+        if ieh is not None:
+            raise _Where(path, f"[[{table}]] #{i}").error(
+                "input_equals_hidden", "has no meaning here", list(AXES))
+        if not axes:
+            raise _Where(path, f"[[{table}]] #{i}").error(None, "is empty (it would drop every case)",
+                                                          list(AXES))
+        out.append(axes)
+    return out
+
+
+def _parse_options(table, where: _Where) -> dict:
+    if not isinstance(table, dict):
+        raise where.error(None, "must be a table", "cell option = value")
+    from rnnbench.bench.params import _defaults
+    known = sorted({k for s in all_specs() for k in _defaults(s.cls)} - {"input_size", "hidden_size"})
+    for key in table:
+        if key not in known:
+            raise where.error(None, f"unknown cell option {key!r}", known)
+    return dict(table)
+
+
+def _matches(case: Case, entry: dict[str, list]) -> bool:
+    for key, values in entry.items():
+        have = getattr(case, key)
+        if key in ("cell", "variant", "form") and "all" in values:
+            continue
+        if key == "hidden_size":
+            values = [v if isinstance(v, int) else tuple(v) for v in values]
+        if have not in values:
+            return False
+    return True
+
+
+def _expand(axes: dict[str, list], ieh: bool, options: dict, dropped: Counter) -> list[Case]:
+    from rnnbench.bench.params import applicable_options, changed_options
+    from rnnbench.cells.registry import get
+
+    names = list(axes)
+    for name in AXES:  # axes the suite leaves out hold one default value: their place is moot
+        if name not in axes and not (name == "input_size" and ieh):
+            names.append(name)
+    lists = [_expand_all(n, axes.get(n, [AXES[n]])) for n in names]
+    cases, opts_of = [], {}
+    for combo in itertools.product(*lists):
+        v = dict(zip(names, combo))
+        hs = v["hidden_size"]
+        if isinstance(hs, tuple) and len(set(hs)) == 1:
+            # [[64, 64]] is the case `hidden_size = 64, layers = 2`: one case, one key
+            hs, v["layers"] = hs[0], len(hs)
+        n = (hs if isinstance(hs, int) else hs[0]) if ieh else v["input_size"]
+        layers = len(hs) if isinstance(hs, tuple) else v["layers"]
+        try:
+            spec = get(v["cell"], v["variant"], v["form"])
+        except RnnbenchError:
+            dropped[(f"the zoo has no {v['form']} form of", f"{v['cell']}/{v['variant']}")] += 1
+            continue
+        sizes = layer_sizes(n, list(hs) if isinstance(hs, tuple) else hs, layers)
+        if spec.requires_square and any(a != b for a, b in sizes):
+            dropped[("N ≠ M, which needs N = M:", f"{spec.family}/{spec.variant}")] += 1
+            continue
+        key = (spec.family, spec.variant, spec.form)
+        if key not in opts_of:  # signature inspection is slow; thousands of cases share a spec
+            opts_of[key] = tuple(sorted(changed_options(spec, applicable_options(spec, options))
+                                        .items())) if options else ()
+        cases.append(Case(bench=v["bench"], cell=spec.family, variant=spec.variant, form=spec.form,
+                          backend=v["backend"], mode=v["mode"], dtype=v["dtype"],
+                          device=v["device"], batch=v["batch"], seq_len=v["seq_len"],
+                          input_size=n, hidden_size=hs, layers=layers,
+                          options=opts_of[key]))
+    return cases
+
+
+def _expand_all(name: str, values: list) -> list:
+    """'all' in cell/variant/form lists: the registry's values, in its order, without repeats."""
+    if name not in ("cell", "variant", "form") or "all" not in values:
+        return values
+    every = {"cell": families(), "variant": list(VARIANTS), "form": list(FORMS)}[name]
+    out = []
+    for v in values:
+        for x in (every if v == "all" else [v]):
+            if x not in out:
+                out.append(x)
+    return out
+
+
+# -- the sweep -------------------------------------------------------------------------------------
+Measure = Callable[..., Row]
+
+
+def default_measure() -> Measure:
+    # imported by name at call time so that the sweep machinery (and `plan`) work without the
+    # measuring stack, and so tests can put a fake module in its place
+    import importlib
+    try:
+        return importlib.import_module("rnnbench.bench.dispatch").measure
+    except ImportError as e:
+        raise RnnbenchError(f"the measuring module rnnbench.bench.dispatch is not available ({e})"
+                            ) from None
+
+
+def measure_kwargs(measure: Measure, settings: dict, where: str = "[settings]") -> dict:
+    """[settings] as keyword arguments of the measure function. A sub-table fills the settings
+    dataclass its keyword is typed with (``[settings.speed]`` → ``SpeedSettings``); a key the
+    function does not take is an error, so a typo is never silently a no-op."""
+    if not settings:
+        return {}
+    try:
+        sig = inspect.signature(measure)
+    except (TypeError, ValueError):
+        sig = None
+    params = {} if sig is None else {
+        p.name: p for p in list(sig.parameters.values())[1:]
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_KEYWORD)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    allowed = [n for n, p in params.items() if p.kind is not p.VAR_KEYWORD]
+    try:
+        hints = typing.get_type_hints(measure)
+    except Exception:
+        hints = {}
+    kwargs = {}
+    for key, value in settings.items():
+        if key not in allowed and not takes_any:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(allowed) or 'none'}")
+        cls = _dataclass_in(hints.get(key))
+        kwargs[key] = _fill(cls, value, f"{where[:-1]}.{key}]") if cls and isinstance(value, dict) \
+            else value
+    return kwargs
+
+
+def _dataclass_in(hint):
+    for t in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(t) and isinstance(t, type):
+            return t
+    return None
+
+
+def _fill(cls, table: dict, where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(fields)}")
+        default = fields[key].default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float) if isinstance(default, float) else int) \
+                and not isinstance(value, bool)
+        else:  # None or no default: the dataclass's own annotation is all there is to go by
+            ok = default is None or default is dataclasses.MISSING or isinstance(value, type(default))
+        if not ok:
+            raise ConfigError(f"{where}: {key} = {value!r} is not a {type(default).__name__}")
+    return cls(**table)
+
+
+def is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return True
+    except Exception:
+        pass
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
+def _release_memory() -> None:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+@dataclass
+class SweepReport:
+    rows: list[Row]            # this sweep's rows, in case order: measured now or found done
+    measured: int = 0
+    resumed: int = 0
+
+
+def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
+              settings: dict | None = None, on_start: Callable[[Case], None] | None = None,
+              on_done: Callable[[Case, Row], None] | None = None) -> SweepReport:
+    """Measure each case not already done in the writer's file, writing every row as it finishes.
+
+    A KeyboardInterrupt (or kill) loses only the case in flight: every earlier row is already on
+    disk. dispatch turns per-case failures into rows itself; the guard here keeps one bad case from
+    ending a sweep of thousands even if it does not.
+    """
+    measure = measure or default_measure()
+    kwargs = measure_kwargs(measure, settings or {})
+    done = writer.done_keys()
+    have = {r.key: r for r in writer.result.results}
+    report = SweepReport([])
+    for case in cases:
+        key = case.key
+        if key in done:
+            report.rows.append(have[key])
+            report.resumed += 1
+            if on_done:
+                on_done(case, have[key])
+            continue
+        if on_start:
+            on_start(case)
+        row = _measure_one(measure, case, kwargs)
+        if row.key != key:
+            # resume and merge join on the case key: a row filed under another key would be
+            # measured again on every resume
+            row.warnings.append(f"measure returned key {row.key!r}; stored under the case key")
+            row.key = key
+        writer.add(row)
+        report.rows.append(row)
+        report.measured += 1
+        if on_done:
+            on_done(case, row)
+    return report
+
+
+def _measure_one(measure: Measure, case: Case, kwargs: dict) -> Row:
+    try:
+        row = measure(case, **kwargs)
+    except RnnbenchError:
+        raise  # dispatch raises only what concerns the whole run (no GPU, unknown bench)
+    except Exception as e:  # not BaseException: Ctrl-C must stop the sweep
+        if is_oom(e):
+            _release_memory()
+            return case.row(status="oom", reason=f"{type(e).__name__}: {str(e)[:300]}")
+        return case.row(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}")
+    if not isinstance(row, Row):
+        return case.row(status="failed", reason=f"measure returned {type(row).__name__}, not a Row")
+    return row
