@@ -1,0 +1,94 @@
+"""`rnnbench compare BASE CURRENT`: regression verdicts between two result files.
+
+Exit codes: 0 no regression, 1 regression, 2 bad usage or unreadable files, 3 files that cannot be
+compared (different device, dtype or schema version).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from rnnbench import compare as cmp
+from rnnbench.commands.common import cli_errors, out
+from rnnbench.errors import RnnbenchError
+from rnnbench.results import atomic_write_text, read_results
+
+STYLES = {"slower": "red", "changed": "red", "more": "red", "failed": "red", "faster": "green",
+          "less": "green", "new": "cyan", "missing": "yellow", "skipped": "dim"}
+
+
+def compare(
+    base: Path = typer.Argument(..., help="baseline result file (JSON, or CSV without samples)"),
+    current: Path = typer.Argument(..., help="result file to judge against the baseline"),
+    threshold: str = typer.Option("5%", "--threshold",
+                                  help="a time must be this much slower to be a regression"),
+    min_time: str = typer.Option("1us", "--min-time",
+                                 help="current times below this floor (raw, e.g. 10us, 1ms) are "
+                                      "never regressions"),
+    memory_threshold: str = typer.Option("10%", "--memory-threshold",
+                                         help="peak memory must grow this much to be a regression"),
+    alpha: float = typer.Option(0.05, "--alpha", help="significance level of the Mann-Whitney U test"),
+    normalize: bool = typer.Option(False, "--normalize",
+                                   help="divide each time by the reference measured in the same run, "
+                                        "so files from different machines compare as ratios"),
+    time_fail_ratio: Optional[float] = typer.Option(
+        None, "--time-fail-ratio",
+        help="report slower times, but fail only when current/base exceeds this ratio (e.g. 2.0)"),
+    time_stat: str = typer.Option("median", "--time-stat",
+                                  help="median, or min (steadier on a busy shared machine); the "
+                                       "significance test always uses the samples"),
+    changes_only: bool = typer.Option(False, "--changes-only", help="hide comparisons that are the same"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown",
+                                            help="write the report as Markdown (PR comment, job summary)"),
+    title: str = typer.Option("rnnbench compare", "--title", help="heading of the Markdown report"),
+):
+    """Compare two result files: per metric base, current, ratio and verdict; exit 1 on a regression."""
+    opts = cmp.Options(
+        threshold=cmp.parse_percent(threshold, "--threshold"),
+        min_time=cmp.parse_duration(min_time, "--min-time"),
+        memory_threshold=cmp.parse_percent(memory_threshold, "--memory-threshold"),
+        alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio, time_stat=time_stat)
+    if time_stat not in ("median", "min"):
+        raise RnnbenchError(f"--time-stat must be median or min, got {time_stat!r}")
+    if not 0 < alpha < 1:
+        raise RnnbenchError(f"--alpha must be between 0 and 1, got {alpha}")
+    if time_fail_ratio is not None and time_fail_ratio < 1:
+        raise RnnbenchError(f"--time-fail-ratio must be at least 1, got {time_fail_ratio}")
+    rf_base, rf_current = read_results(base), read_results(current)
+    report = cmp.compare_files(rf_base, rf_current, opts, names=(str(base), str(current)))
+
+    shown = [c for c in report.comparisons if not changes_only or c.verdict != "same"]
+    table = Table(title=f"{base} → {current}")
+    for c in cmp.columns(opts):
+        table.add_column(c, justify="right" if c in ("base", "current") or c.startswith("ratio") else "left",
+                         overflow="fold")
+    for c in shown:
+        style = STYLES.get(c.verdict)
+        table.add_row(*c.cells(), style=("bold " + style) if c.regression and style else style)
+    if shown:
+        out.print(table)
+    summary = report.summary()
+    if summary:
+        st = Table(title="Time ratio (current / base), geometric mean")
+        for c in cmp.SUMMARY_COLUMNS:
+            st.add_column(c, justify="right" if c not in ("by", "group") else "left")
+        for s in summary:
+            st.add_row(*cmp.summary_cells(s))
+        out.print(st)
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    out.print(cmp.thresholds_line(opts), highlight=False, markup=False)
+    out.print(cmp.headline(report), style="bold red" if report.regressions else "bold green",
+              highlight=False, markup=False)
+    if markdown:
+        atomic_write_text(markdown, cmp.report_markdown(report, title=title, changes_only=changes_only))
+    if report.regressions:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(cli_errors(compare))

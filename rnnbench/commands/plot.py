@@ -1,0 +1,38 @@
+"""`rnnbench plot RESULTS`: PNG charts from a result file, one per metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rnnbench import plot as plotting
+from rnnbench.commands.common import cli_errors
+from rnnbench.errors import RnnbenchError
+from rnnbench.results import read_results
+
+
+def plot(
+    results: Path = typer.Argument(..., help="result file (JSON; CSV has no learning curves)"),
+    out_dir: Path = typer.Option(Path("rnnbench-plots"), "--out", "-o", help="directory for the PNG files"),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", "-m", help="plot only this metric (repeatable; 'curves' for learning curves)"),
+    dpi: int = typer.Option(120, "--dpi", help="resolution of the PNG files"),
+):
+    """Chart a result file: time or throughput against hidden size, parameters and memory per
+    variant, learning curves of task rows. Prints the files written."""
+    if dpi <= 0:
+        raise RnnbenchError(f"--dpi must be positive, got {dpi}")
+    rf = read_results(results)
+    charts = plotting.build_charts(rf.results, metric or None)
+    if not charts:
+        raise RnnbenchError(
+            f"{results} has nothing to plot: no ok rows with times, throughput, parameters, memory "
+            "or learning curves")
+    for path in plotting.write_charts(charts, out_dir, dpi=dpi):
+        print(path)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plot")(cli_errors(plot))
