@@ -1,0 +1,130 @@
+"""Triton kernels for the IRC step of every IRC cell family (the `triton` backend).
+
+Nothing here imports Triton until a kernel is used: :func:`available` says whether the kernels can
+run (a CUDA device, or the Triton interpreter with ``TRITON_INTERPRET=1`` on CPU tensors), and why
+not. The kernels live in :mod:`kernels.irc_triton`; rnnbench/fused.py binds them into autograd.
+
+Entry points (called by rnnbench.fused with the folded recurrence R = W_g·diag(α)·U_V):
+
+* :func:`irc_forward`  - the time loop of one layer: fills out (T,B,M) and C (T+1,B,M).
+* :func:`irc_backward` - the reverse loop: fills dWX = [δ_t | d a_t] (T,B,(G+1)M); returns dh0, dc0, dx.
+
+Which loop runs is :data:`MODE`: ``"step"`` (one fused launch per time step, any M), ``"persistent"``
+(one launch for the whole sequence, each program owns a block of batch rows and all M columns and
+keeps h, c and R on chip; M up to :data:`PERSISTENT_MAX_M`), or ``"auto"`` (persistent when it fits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+
+#: "auto", "step" or "persistent"
+MODE = "auto"
+#: the persistent kernels hold R (G·M², twice in the backward) and M-wide rows in registers: only
+#: for small M (compiled for sm_90 here: fp32 spills from M = 64, bf16 is at the register limit)
+PERSISTENT_MAX_M = 32
+#: tl.dot precision for float32 operands on the GPU: None follows
+#: torch.backends.cuda.matmul.allow_tf32 (default False: "ieee", exact fp32); or "ieee" / "tf32"
+FP32_PRECISION: str | None = None
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def interpreting() -> bool:
+    """Whether Triton will interpret kernels (TRITON_INTERPRET=1): they then run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in _TRUE
+
+
+def available() -> tuple[bool, str]:
+    """(True, what runs them) or (False, why the triton backend cannot run here)."""
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton is not installed (pip install triton; Linux only)"
+    mismatch = _import_mode_mismatch()
+    if mismatch:
+        return False, mismatch
+    if interpreting():
+        return True, "Triton interpreter (TRITON_INTERPRET=1): CPU tensors, for testing, not for timing"
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return False, ("no CUDA device: the Triton kernels need an NVIDIA GPU "
+                           "(TRITON_INTERPRET=1 runs them on CPU tensors for testing)")
+        return True, f"CUDA: {torch.cuda.get_device_name()}"
+    except Exception as e:  # pragma: no cover - broken driver
+        return False, f"CUDA unusable: {type(e).__name__}: {e}"
+
+
+def _import_mode_mismatch() -> str:
+    """Triton's own @jit library functions (tl.zeros, ...) are built interpreted or compiled when
+    triton.language is first imported; kernels cannot switch after that."""
+    tl = sys.modules.get("triton.language")
+    if tl is None:
+        return ""
+    was_interpreted = type(getattr(tl, "zeros", None)).__name__ == "InterpretedFunction"
+    if was_interpreted == interpreting():
+        return ""
+    if interpreting():
+        return ("triton was imported before TRITON_INTERPRET=1 was set, so its kernels cannot run "
+                "in the interpreter in this process; set TRITON_INTERPRET=1 before triton is first "
+                "imported (e.g. at the top of conftest.py)")
+    return ("triton was imported with TRITON_INTERPRET=1 and it is no longer set; "
+            "the kernels in this process are interpreted")
+
+
+def _module():
+    """kernels.irc_triton, (re)imported so its kernels match the current TRITON_INTERPRET setting.
+
+    @triton.jit decides interpreter vs compiler when the module is imported, so a module imported
+    before TRITON_INTERPRET was set is reloaded here.
+    """
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(why)
+    name = "kernels.irc_triton"
+    mod = sys.modules.get(name)
+    if mod is None:
+        return importlib.import_module(name)
+    if mod.INTERPRET != interpreting():
+        mod = importlib.reload(mod)
+    return mod
+
+
+def uses_interpreter_kernels() -> bool:
+    """True when the kernels can run, and do, as Triton InterpretedFunctions (the tests' guard)."""
+    if not available()[0]:
+        return False
+    return _module().kernels_are_interpreted()
+
+
+@contextlib.contextmanager
+def mode(value: str):
+    """Temporarily set :data:`MODE` ("auto", "step", "persistent")."""
+    global MODE
+    if value not in ("auto", "step", "persistent"):
+        raise ValueError(f"mode must be auto, step or persistent, got {value!r}")
+    old, MODE = MODE, value
+    try:
+        yield
+    finally:
+        MODE = old
+
+
+def pick_mode(M: int) -> str:
+    if MODE != "auto":
+        return MODE
+    return "persistent" if M <= PERSISTENT_MAX_M else "step"
+
+
+def irc_forward(family: str, R, wx, x, h0, C, beta, out) -> None:
+    """Run one IRC layer forward; see kernels.irc_triton.irc_forward."""
+    return _module().irc_forward(family, R, wx, x, h0, C, beta, out, mode=pick_mode(h0.shape[-1]))
+
+
+def irc_backward(family: str, R, wx, x, h0, out, C, beta, dout, dcT, dWX):
+    """The reverse loop of one IRC layer; see kernels.irc_triton.irc_backward."""
+    return _module().irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX,
+                                  mode=pick_mode(h0.shape[-1]))
