@@ -272,15 +272,17 @@ def curve_charts(Figure, rows: list[Row]) -> list[Chart]:
     for task, task_rows in by_task.items():
         varying, constant = _split_fields(task_rows)
         fig, ax = _new_figure(Figure, f"learning curve: {task}", _subtitle(constant))
-        ylabel = next((str(r.metrics.get("curve_metric") or r.labels.get("curve_metric"))
-                       for r in task_rows if r.metrics.get("curve_metric") or r.labels.get("curve_metric")),
-                      "value")
+        # rnnbench task names its validation metric in labels["metric"] (val_mse, val_accuracy)
+        ylabel = next((str(r.labels["metric"]) for r in task_rows if r.labels.get("metric")), "value")
         values = []
         for r in task_rows:
             ax.plot(r.metrics["curve_step"], r.metrics["curve_value"], label=_label(r, varying or ["cell"]))
             values += [v for v in r.metrics["curve_value"] if isinstance(v, (int, float))]
         if spans_decades([v for v in values if v > 0]) and min(values) > 0:
             _log_y(ax)
+        trivial = {r.metrics.get("trivial") for r in task_rows} - {None}
+        if len(trivial) == 1:  # the score of a model that ignores its input: the line to beat
+            ax.axhline(trivial.pop(), color="grey", linestyle="--", linewidth=1, label="trivial")
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         if len(task_rows) > 1:

@@ -1,0 +1,182 @@
+"""Time one case: forward (inference), forward+backward (a training step), or backward by difference.
+
+- ``fwd``: the forward pass under ``torch.inference_mode`` (no autograd).
+- ``fwd+bwd``: forward, the loss (mean square of the outputs), and the gradients of every parameter
+  (``torch.autograd.grad``, so nothing accumulates between calls): a training step without the
+  optimiser.
+- ``bwd``: (fwd+bwd) − (forward with autograd recording), two measurements, medians subtracted.
+
+Throughput is tokens per second, B·T / median. FLOPs come from :mod:`rnnbench.bench.flops` on the
+eager reference, FLOP/s = FLOPs / median.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from rnnbench import backends
+from rnnbench.backends import classify, training_loss
+from rnnbench.bench.flops import count_flops
+from rnnbench.bench.timing import TimingStats, Timer, difference
+from rnnbench.case import Case
+from rnnbench.devices import empty_cache, resolve_device, set_threads
+from rnnbench.errors import RnnbenchError, SizeError
+from rnnbench.results import Row
+
+MODES = ("fwd", "fwd+bwd", "bwd")
+
+
+@dataclass
+class SpeedSettings:
+    min_run_time: float = 1.0    # seconds of samples per measurement
+    sample_time: float = 0.01    # seconds per sample at least
+    warmup: int = 2
+    warmup_time: float = 0.05
+    min_samples: int = 5
+    max_samples: int = 10_000
+    input_sets: int = 4          # inputs rotated through (fewer when they would pass 256 MiB)
+    check: bool = True           # verify non-eager backends against eager before timing
+    flops: bool = True
+    seed: int = 0
+    threads: int | None = None   # CPU intra-op threads (None: leave torch's setting)
+
+    def timer(self, device) -> Timer:
+        return Timer(min_run_time=self.min_run_time, sample_time=self.sample_time,
+                     warmup=self.warmup, warmup_time=self.warmup_time, min_samples=self.min_samples,
+                     max_samples=self.max_samples, device=device)
+
+
+def guarded(case: Case, measure) -> Row:
+    """Run ``measure()``; an unsupported case, an OOM or a failure becomes a row, never a crash.
+    User errors other than impossible sizes (unknown cell, no GPU) still stop the run."""
+    try:
+        return measure()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except RnnbenchError as e:
+        if not isinstance(e, SizeError):
+            raise
+        status, reason = classify(e)
+    except Exception as e:  # noqa: BLE001 - a sweep must survive any one case
+        status, reason = classify(e)
+    # the exception (and the frames holding its tensors) is gone here, so the cache can be freed
+    if status == "oom":
+        empty_cache(case.device)
+    return case.row(status=status, reason=reason)
+
+
+def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
+    settings = settings or SpeedSettings()
+    if case.mode not in MODES:
+        raise RnnbenchError(f"unknown mode {case.mode!r}; choose from {', '.join(MODES)}")
+    return guarded(case, lambda: _measure(case, settings))
+
+
+def _measure(case: Case, s: SpeedSettings) -> Row:
+    device = resolve_device(case.device)
+    set_threads(s.threads)
+    load = load_average()
+    xs = backends.make_inputs(case, s.input_sets, seed=s.seed + 1)
+    runnable = backends.build(case, check=s.check, seed=s.seed, example=xs[0])
+    params = runnable.parameters()
+    forward = runnable.forward
+    timer = s.timer(device)
+
+    def step(x):
+        return torch.autograd.grad(training_loss(forward(x)), params)
+
+    metrics: dict = {}
+    warnings: list[str] = []
+    if case.mode == "fwd":
+        with torch.inference_mode():
+            stats = timer.measure(forward, xs)
+        metrics.update(stats.metrics())
+        warnings += stats.warnings
+        median = stats.median
+    elif case.mode == "fwd+bwd":
+        with torch.enable_grad():
+            stats = timer.measure(step, xs)
+        metrics.update(stats.metrics())
+        warnings += stats.warnings
+        median = stats.median
+    else:
+        with torch.enable_grad():
+            total = timer.measure(step, xs)
+            fwd = timer.measure(forward, xs)
+        metrics.update(difference(total, fwd))
+        metrics.update(total.metrics("time_s_fwd_bwd"))
+        metrics.update(fwd.metrics("time_s_fwd_grad"))
+        warnings += [f"fwd+bwd {w}" for w in total.warnings]
+        warnings += [f"fwd with autograd {w}" for w in fwd.warnings]
+        median = metrics["time_s_median"]
+        if median <= 0:
+            warnings.append("backward by difference is not positive: forward and step timings "
+                            "overlap within their noise")
+    tokens = case.batch * case.seq_len
+    metrics["tokens_per_s"] = tokens / median if median > 0 else None
+    if s.flops:
+        n = case_flops(runnable.reference, xs[0], case.mode)
+        metrics["flops"] = n
+        metrics["flop_per_s"] = n / median if median > 0 else None
+    if runnable.compile_time_s is not None and case.backend == "compile":
+        metrics["compile_time_s"] = runnable.compile_time_s
+    if runnable.verify_error is not None:
+        metrics["verify_rel_err"] = runnable.verify_error
+    metrics["input_sets"] = len(xs)
+    if device.type == "cpu":
+        metrics["threads"] = torch.get_num_threads()
+    if load is not None:
+        # other processes on the CPU are the usual cause of a noisy row: keep the evidence
+        metrics["load_avg_1m"] = load
+    return case.row(metrics=metrics, warnings=warnings)
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_note() -> str | None:
+    """A line for the user when other work competes for the CPU, None on a quiet machine."""
+    load, cpus = load_average(), os.cpu_count() or 1
+    if load is None or load <= 0.5 * cpus:
+        return None
+    hint = "" if torch.get_num_threads() == 1 else "; on a shared CPU --threads 1 is steadier"
+    return (f"the machine is busy (load average {load:.1f} on {cpus} CPUs): timings will be noisy"
+            + hint)
+
+
+def case_flops(stack, x: torch.Tensor, mode: str) -> int:
+    """Matrix-product FLOPs of one call in ``mode``, counted on the eager stack."""
+    params = [p for p in stack.parameters() if p.requires_grad]
+
+    def fwd():
+        with torch.inference_mode():
+            stack(x)
+
+    def fwd_grad():
+        with torch.enable_grad():
+            stack(x)
+
+    def step():
+        with torch.enable_grad():
+            torch.autograd.grad(training_loss(stack(x)[0]), params)
+
+    if mode == "fwd":
+        return count_flops(fwd)
+    if mode == "fwd+bwd":
+        return count_flops(step)
+    return count_flops(step) - count_flops(fwd_grad)
+
+
+def stats_of(row: Row) -> TimingStats | None:
+    """The raw samples of a speed row back as statistics (None for rows without samples)."""
+    samples = row.metrics.get("samples_s")
+    if not samples:
+        return None
+    return TimingStats(list(samples), inner=row.metrics.get("inner_repeats", 1))

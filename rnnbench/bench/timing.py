@@ -1,0 +1,286 @@
+"""The one timing harness every command uses.
+
+How a measurement goes (:func:`measure_callable`):
+
+1. Warm up: call the function at least ``warmup`` times and once per input set, and for at least
+   ``warmup_time`` seconds, each call timed alone; the fastest gives a first estimate of one call.
+2. Autorange: choose ``inner``, the calls per sample, so one sample lasts at least ``sample_time``
+   (and at least 1000 timer resolutions), growing it until a trial block really does.
+3. Sample: time blocks of ``inner`` calls until the blocks add up to ``min_run_time`` seconds and
+   ``min_samples`` samples, or ``max_samples``. A sample is the block's time divided by ``inner``.
+
+Each call takes the next input set in turn, so a case does not run from a cache warmed by the same
+data. The clock is read only after the device has finished its queued work: on CUDA the block is
+bracketed by CUDA events after a full synchronise; on the CPU by ``time.perf_counter``.
+
+Statistics, defined so they can be checked by hand: the median is the middle sample (the mean of
+the two middle ones for an even count); quartiles use linear interpolation between closest ranks
+(numpy's default 'linear' method, Hyndman-Fan type 7): for ``n`` sorted samples ``x[0..n-1]`` the
+``q`` quantile is ``x[k] + f·(x[k+1] − x[k])`` with ``k + f = q·(n − 1)``. IQR = q75 − q25.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import cycle, islice, repeat
+
+import torch
+
+SPREAD_LIMIT = 0.10
+QUANTILE_METHOD = "linear interpolation between closest ranks (numpy 'linear', Hyndman-Fan type 7)"
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile by linear interpolation between closest ranks (type 7)."""
+    if not values:
+        return math.nan
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be within [0, 1], got {q}")
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    k = math.floor(pos)
+    f = pos - k
+    if k + 1 >= len(xs):
+        return float(xs[-1])
+    return float(xs[k] + f * (xs[k + 1] - xs[k]))
+
+
+@dataclass
+class TimingStats:
+    """Seconds per call, one value per sample; each sample averaged ``inner`` back-to-back calls."""
+
+    samples: list[float]
+    inner: int = 1
+    warmup_calls: int = 0
+    input_sets: int = 0
+    measure_time_s: float = 0.0   # clock time inside the timed blocks (not the warm-up)
+    clock: str = "perf_counter"
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def median(self) -> float:
+        return quantile(self.samples, 0.5)
+
+    @property
+    def q25(self) -> float:
+        return quantile(self.samples, 0.25)
+
+    @property
+    def q75(self) -> float:
+        return quantile(self.samples, 0.75)
+
+    @property
+    def iqr(self) -> float:
+        return self.q75 - self.q25
+
+    @property
+    def min(self) -> float:
+        return min(self.samples) if self.samples else math.nan
+
+    @property
+    def max(self) -> float:
+        return max(self.samples) if self.samples else math.nan
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples) if self.samples else math.nan
+
+    @property
+    def spread(self) -> float:
+        """IQR over the median: the noise figure the table warns about."""
+        med = self.median
+        return self.iqr / med if med > 0 else math.nan
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        if self.spread > SPREAD_LIMIT:
+            out.append(f"noisy: IQR is {100 * self.spread:.0f}% of the median "
+                       f"(over {100 * SPREAD_LIMIT:.0f}%); is the machine busy?")
+        return out
+
+    def metrics(self, prefix: str = "time_s") -> dict:
+        return {
+            f"{prefix}_median": self.median,
+            f"{prefix}_iqr": self.iqr,
+            f"{prefix}_q25": self.q25,
+            f"{prefix}_q75": self.q75,
+            f"{prefix}_min": self.min,
+            f"{prefix}_spread": self.spread,
+            f"n_samples{prefix[len('time_s'):]}": self.n,
+            f"inner_repeats{prefix[len('time_s'):]}": self.inner,
+            f"samples_s{prefix[len('time_s'):]}": list(self.samples),
+        }
+
+
+# -- clocks ----------------------------------------------------------------------------------------
+class WallClock:
+    """perf_counter, read only after ``sync()`` returns (a no-op for the CPU)."""
+
+    name = "perf_counter"
+
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self.sync = sync or (lambda: None)
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self.sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        self.sync()
+        return time.perf_counter() - self._t0
+
+
+class CudaEventClock:
+    """GPU time between two events on the current stream, after all earlier work has finished."""
+
+    name = "cuda-event"
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        # work queued before the block must not be counted in it
+        torch.cuda.synchronize(self.device)
+        self._start.record(torch.cuda.current_stream(self.device))
+
+    def stop(self) -> float:
+        self._end.record(torch.cuda.current_stream(self.device))
+        self._end.synchronize()
+        return self._start.elapsed_time(self._end) / 1e3
+
+
+def clock_for(device: torch.device | str = "cpu", synchronize: Callable[[], None] | None = None):
+    device = torch.device(device)
+    if synchronize is not None:
+        return WallClock(synchronize)
+    if device.type == "cuda":
+        return CudaEventClock(device)
+    return WallClock()
+
+
+def timer_resolution(clock=None, reads: int = 200) -> float:
+    """Smallest nonzero step of the clock as used here (two reads around nothing)."""
+    clock = clock or WallClock()
+    best = math.inf
+    for _ in range(reads):
+        clock.start()
+        dt = clock.stop()
+        if dt > 0:
+            best = min(best, dt)
+    return best if best < math.inf else 1e-6
+
+
+# -- the harness -----------------------------------------------------------------------------------
+@dataclass
+class Timer:
+    """Settings of one measurement; :meth:`measure` times ``fn``."""
+
+    min_run_time: float = 1.0     # seconds of samples at least
+    sample_time: float = 0.01     # a sample lasts at least this long (capped, see _target)
+    warmup: int = 2               # warm-up calls at least (and one per input set)
+    warmup_time: float = 0.05     # warm-up seconds at least
+    min_samples: int = 5
+    max_samples: int = 10_000
+    device: str | torch.device = "cpu"
+    synchronize: Callable[[], None] | None = None
+    clock: object | None = None   # anything with start() and stop() -> seconds
+    _resolution: float | None = field(default=None, repr=False)
+
+    def _target(self, clock) -> float:
+        # Short min_run_time (tests, smoke runs) must still leave room for min_samples samples.
+        if self._resolution is None:
+            self._resolution = timer_resolution(clock)
+        cap = self.min_run_time / max(1, self.min_samples)
+        return max(min(self.sample_time, cap), 1000 * self._resolution)
+
+    def measure(self, fn: Callable, inputs: Sequence | Callable[[], Sequence] | None = None
+                ) -> TimingStats:
+        clock = self.clock or clock_for(self.device, self.synchronize)
+        if callable(inputs):
+            inputs = inputs()
+        sets = list(inputs) if inputs is not None else None
+        if sets is not None and not sets:
+            raise ValueError("inputs must hold at least one input set")
+        feed = cycle(sets) if sets is not None else None
+
+        def block(n: int) -> float:
+            # the loop is all the harness adds per call: keep it to the iteration itself
+            if feed is None:
+                clock.start()
+                for _ in repeat(None, n):
+                    fn()
+            else:
+                chunk = list(islice(feed, n))
+                clock.start()
+                for arg in chunk:
+                    fn(arg)
+            return clock.stop()
+
+        # 1. warm-up, each call timed alone
+        calls, spent, best = 0, 0.0, math.inf
+        need = max(self.warmup, len(sets) if sets else 1)
+        while calls < need or spent < self.warmup_time:
+            dt = block(1)
+            calls += 1
+            spent += dt
+            best = min(best, dt)
+            if calls >= 1000 * need:
+                break
+        # 2. autorange
+        target = self._target(clock)
+        inner = max(1, math.ceil(target / max(best, 1e-9)))
+        for _ in range(20):
+            dt = block(inner)
+            if dt >= target:
+                break
+            inner = max(inner + 1, math.ceil(inner * 1.2 * target / max(dt, 1e-9)))
+        # 3. samples
+        samples: list[float] = []
+        timed = 0.0
+        while True:
+            dt = block(inner)
+            samples.append(dt / inner)
+            timed += dt
+            if len(samples) >= self.max_samples:
+                break
+            if len(samples) >= self.min_samples and timed >= self.min_run_time:
+                break
+        return TimingStats(samples, inner=inner, warmup_calls=calls,
+                           input_sets=len(sets) if sets else 0, measure_time_s=timed,
+                           clock=getattr(clock, "name", type(clock).__name__))
+
+
+def measure_callable(fn: Callable, *, device: str | torch.device = "cpu",
+                     inputs: Sequence | Callable[[], Sequence] | None = None,
+                     min_run_time: float = 1.0, sample_time: float = 0.01, warmup: int = 2,
+                     warmup_time: float = 0.05, min_samples: int = 5, max_samples: int = 10_000,
+                     synchronize: Callable[[], None] | None = None, clock=None) -> TimingStats:
+    """Time ``fn`` (called as ``fn(input_set)`` in rotation, or ``fn()`` without inputs)."""
+    return Timer(min_run_time=min_run_time, sample_time=sample_time, warmup=warmup,
+                 warmup_time=warmup_time, min_samples=min_samples, max_samples=max_samples,
+                 device=device, synchronize=synchronize, clock=clock).measure(fn, inputs)
+
+
+def difference(total: TimingStats, part: TimingStats) -> dict:
+    """Backward alone, as (forward+backward) − (forward with autograd), from two measurements.
+
+    Medians and minima subtract; the IQR given is the sum of the two IQRs, a bound on the spread
+    of the difference (the samples are not paired, so no exact figure exists)."""
+    return {
+        "time_s_median": total.median - part.median,
+        "time_s_iqr": total.iqr + part.iqr,
+        "time_s_min": total.min - part.min,
+        "time_s_spread": (total.iqr + part.iqr) / (total.median - part.median)
+        if total.median > part.median else math.nan,
+        "n_samples": min(total.n, part.n),
+    }

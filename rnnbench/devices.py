@@ -1,0 +1,87 @@
+"""Devices and dtypes as the user names them, checked once, with one clear line when they cannot be had."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnbench.errors import DeviceError, RnnbenchError
+
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16",
+            "half": "float16", "fp64": "float64", "double": "float64"}
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' into a device that exists on this machine, or DeviceError."""
+    text = str(name).strip().lower()
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {str(name)!r}; choose cpu or cuda (cuda:N)") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {text} was asked for but this torch cannot use MPS")
+        return torch.device("mps")
+    if device.type != "cuda":
+        raise DeviceError(f"device {text!r} is not supported; choose cpu or cuda (cuda:N)")
+    if not torch.cuda.is_available():
+        why = (f"torch {torch.__version__} built without CUDA" if torch.version.cuda is None
+               else "no CUDA device visible")
+        raise DeviceError(f"--device {text} was asked for but no CUDA GPU is available ({why})")
+    count = torch.cuda.device_count()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index >= count:
+        raise DeviceError(f"--device {text} was asked for but this machine has {count} CUDA "
+                          f"device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for every queued kernel on the device; a no-op on the CPU, whose ops run in order."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).strip().lower().removeprefix("torch.")
+    key = _ALIASES.get(key, key)
+    if key not in DTYPES:
+        raise RnnbenchError(f"unknown dtype {str(name)!r}; choose from {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    for k, v in DTYPES.items():
+        if v == dtype:
+            return k
+    return str(dtype).removeprefix("torch.")
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op CPU threads (None keeps the current number); returns the number in use."""
+    if threads is not None:
+        if threads <= 0:
+            raise RnnbenchError(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def empty_cache(device: torch.device | str) -> None:
+    """Give cached blocks back after an out-of-memory error so the next case starts clean."""
+    import gc
+
+    gc.collect()
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,221 @@
+"""The timing harness against workloads whose time is known, and its statistics against hand counts.
+
+No assertion here is a speed target: the known workloads (a sleep, a virtual clock, a matmul timed
+by a bare loop) are references for what the harness reports, with bounds loose enough for a busy
+2-core machine, and each check fails if the harness mis-divides, skips synchronisation, or
+reports the wrong statistic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rnnbench.bench.flops import count_flops
+from rnnbench.bench.timing import (SPREAD_LIMIT, TimingStats, WallClock, difference,
+                                   measure_callable, quantile)
+
+FAST = dict(min_run_time=0.02, sample_time=0.005, warmup=1, warmup_time=0.0)
+
+
+# -- statistics, by hand ---------------------------------------------------------------------------
+def test_statistics_odd_count_by_hand():
+    # sorted: 1 2 3 4 10; type-7 positions q·(n−1): q25 → 1 (=2), median → 2 (=3), q75 → 3 (=4)
+    st = TimingStats([4.0, 1.0, 10.0, 3.0, 2.0])
+    assert st.median == 3.0
+    assert st.q25 == 2.0 and st.q75 == 4.0 and st.iqr == 2.0
+    assert st.min == 1.0 and st.max == 10.0 and st.n == 5
+    assert st.spread == pytest.approx(2.0 / 3.0)
+
+
+def test_statistics_even_count_by_hand():
+    # sorted: 1 2 3 4; median at position 1.5 → 2.5; q25 at 0.75 → 1 + 0.75·1 = 1.75;
+    # q75 at 2.25 → 3 + 0.25·1 = 3.25; IQR 1.5
+    st = TimingStats([3.0, 1.0, 4.0, 2.0])
+    assert st.median == pytest.approx(2.5)
+    assert st.q25 == pytest.approx(1.75)
+    assert st.q75 == pytest.approx(3.25)
+    assert st.iqr == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20])
+def test_quantiles_match_numpy_linear(n):
+    rng = np.random.default_rng(n)
+    xs = list(rng.exponential(size=n))
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        assert quantile(xs, q) == pytest.approx(float(np.quantile(xs, q, method="linear")))
+
+
+def test_spread_warning_threshold():
+    quiet = TimingStats([0.94, 0.97, 1.0, 1.03, 1.06])   # IQR 0.06 of median 1.0
+    noisy = TimingStats([0.90, 0.94, 1.0, 1.06, 1.10])   # IQR 0.12 of median 1.0
+    assert quiet.spread == pytest.approx(0.06) and quiet.warnings == []
+    assert noisy.spread == pytest.approx(0.12) and noisy.spread > SPREAD_LIMIT
+    assert len(noisy.warnings) == 1 and "12%" in noisy.warnings[0]
+
+
+def test_metrics_names_and_raw_samples():
+    st = TimingStats([3.0, 1.0, 2.0], inner=7)
+    m = st.metrics()
+    assert m["time_s_median"] == 2.0 and m["time_s_min"] == 1.0 and m["n_samples"] == 3
+    assert m["inner_repeats"] == 7 and m["samples_s"] == [3.0, 1.0, 2.0]
+    other = st.metrics("time_s_fwd_grad")
+    assert other["n_samples_fwd_grad"] == 3 and other["samples_s_fwd_grad"] == [3.0, 1.0, 2.0]
+
+
+def test_backward_by_difference():
+    total = TimingStats([10.0, 11.0, 12.0, 13.0, 14.0])  # median 12, IQR 2, min 10
+    fwd = TimingStats([4.0, 4.5, 5.0, 5.5, 6.0])         # median 5, IQR 1, min 4
+    d = difference(total, fwd)
+    assert d["time_s_median"] == 7.0 and d["time_s_iqr"] == 3.0 and d["time_s_min"] == 6.0
+    assert d["n_samples"] == 5
+
+
+# -- the harness on a virtual clock: exact -------------------------------------------------------
+class VirtualDevice:
+    """A clock that advances only when the workload runs: every call costs exactly ``cost``."""
+
+    name = "virtual"
+
+    def __init__(self, cost: float):
+        self.cost, self.now, self.t0, self.seen = cost, 0.0, 0.0, []
+
+    def work(self, arg=None):
+        self.now += self.cost
+        self.seen.append(arg)
+
+    def start(self):
+        self.t0 = self.now
+
+    def stop(self):
+        return self.now - self.t0
+
+
+# costs and targets are powers of two, so the virtual clock's sums are exact
+COST, TARGET = 2.0 ** -10, 2.0 ** -7   # about 1 ms a call, 7.8 ms a sample: 8 calls
+
+
+def test_autorange_and_rotation_on_a_virtual_clock():
+    dev = VirtualDevice(COST)
+    sets = ["a", "b", "c"]
+    st = measure_callable(dev.work, inputs=sets, clock=dev, min_run_time=0.2, sample_time=TARGET,
+                          warmup=2, warmup_time=0.0, min_samples=5)
+    # each sample is one block of `inner` calls lasting the target, divided by inner
+    assert st.samples == [COST] * st.n
+    assert st.inner == 8
+    # it stops once the samples add up to min_run_time: 0.2 / (8 · 2^-10) = 25.6 → 26 samples
+    assert st.n == 26
+    assert st.warmup_calls >= len(sets) and st.input_sets == 3
+    # the input sets are used in turn, every one as often as the others (give or take one)
+    assert dev.seen[:6] == ["a", "b", "c", "a", "b", "c"]
+    counts = [dev.seen.count(s) for s in sets]
+    assert max(counts) - min(counts) <= 1
+
+
+def test_inputs_factory_and_no_inputs():
+    dev = VirtualDevice(2 * COST)
+    st = measure_callable(lambda: dev.work(), clock=dev, min_run_time=0.05, sample_time=4 * COST,
+                          warmup=1, warmup_time=0.0, min_samples=3)
+    assert st.median == 2 * COST and st.inner == 2
+    dev2 = VirtualDevice(1e-3)
+    measure_callable(dev2.work, inputs=lambda: [1, 2], clock=dev2, **FAST)
+    assert set(dev2.seen) == {1, 2}
+
+
+def test_max_samples_caps_the_run():
+    dev = VirtualDevice(1e-3)
+    st = measure_callable(dev.work, clock=dev, min_run_time=100.0, sample_time=0.001,
+                          warmup=1, warmup_time=0.0, min_samples=1, max_samples=4)
+    assert st.n == 4
+
+
+# -- real clocks: known workloads ------------------------------------------------------------------
+def test_sleep_is_timed_at_least_as_long_as_it_sleeps():
+    st = measure_callable(lambda: time.sleep(0.002), **FAST)
+    assert st.clock == "perf_counter"
+    assert st.min >= 0.002          # a sleep never returns early
+    assert st.median < 0.05         # and the harness does not multiply it (loose: busy machine)
+
+
+class AsyncDevice:
+    """Work that runs on another thread, like kernels queued on a GPU; ``sync`` waits for it."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.pending = seconds, []
+
+    def launch(self):
+        t = threading.Thread(target=time.sleep, args=(self.seconds,))
+        t.start()
+        self.pending.append(t)
+
+    def sync(self):
+        while self.pending:
+            self.pending.pop().join()
+
+
+def test_clock_is_read_only_after_synchronising():
+    dev = AsyncDevice(0.01)
+    st = measure_callable(dev.launch, synchronize=dev.sync, **FAST)
+    assert st.min >= 0.01 * 0.99
+    # the control: without the synchronisation the same workload looks far faster
+    unsynced = measure_callable(dev.launch, **FAST)
+    dev.sync()
+    assert unsynced.median < 0.005
+
+
+def test_wall_clock_syncs_before_each_read():
+    events = []
+    clock = WallClock(lambda: events.append("sync"))
+    clock.start()
+    events.append("work")
+    clock.stop()
+    assert events == ["sync", "work", "sync"]
+
+
+def test_matmul_agrees_with_a_bare_loop():
+    a, b = torch.randn(192, 192), torch.randn(192, 192)
+    fn = lambda: torch.mm(a, b)  # noqa: E731
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: a busy machine then slows it down, not stalls it
+    try:
+        harness, bare = [], []
+        for _ in range(4):  # interleaved, so both see the same spells of load
+            st = measure_callable(fn, min_run_time=0.03, sample_time=0.003, warmup=2,
+                                  warmup_time=0.0, min_samples=5)
+            harness.append(st.min)
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(st.inner):
+                    fn()
+                bare.append((time.perf_counter() - t0) / st.inner)
+    finally:
+        torch.set_num_threads(threads)
+    # minima are the least disturbed by other load; a per-call division error would be ×inner
+    assert 0.5 < min(harness) / min(bare) < 2.0
+
+
+def test_flop_counter_counts_a_matmul_of_known_size():
+    m, k, n = 7, 11, 13
+    assert count_flops(torch.mm, torch.randn(m, k), torch.randn(k, n)) == 2 * m * k * n
+
+
+@pytest.mark.gpu
+def test_cuda_events_wait_for_the_kernel():
+    # torch.cuda._sleep spins the GPU; launching it takes microseconds, running it milliseconds
+    dev = torch.device("cuda")
+    cycles = int(2e7)
+    torch.cuda._sleep(cycles)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        torch.cuda._sleep(cycles)
+    torch.cuda.synchronize()
+    expected = (time.perf_counter() - t0) / 5
+    st = measure_callable(lambda: torch.cuda._sleep(cycles), device=dev, min_run_time=0.2,
+                          warmup=2, warmup_time=0.0)
+    assert st.clock == "cuda-event"
+    assert 0.8 < st.median / expected < 1.25
