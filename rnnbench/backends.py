@@ -280,10 +280,12 @@ def _load_fused():
 def _fused_builder(impl: str) -> Builder:
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
         fused = _load_fused()
-        try:
-            ok, why = fused.supports(case.spec, impl=impl)
-        except TypeError:  # an older supports(spec) without impl
-            ok, why = fused.supports(case.spec)
+        if impl == "triton" and resolve_device(case.device).type != "cuda":
+            # on a CPU the kernels run only in Triton's interpreter: a correctness tool whose
+            # times say nothing about the kernels
+            raise Unsupported("the Triton kernels run on a CPU only interpreted (TRITON_INTERPRET=1), "
+                              "which is for correctness (rnnbench verify), not timing")
+        ok, why = fused.supports(case.spec, impl=impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
 
