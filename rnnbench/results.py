@@ -260,6 +260,6 @@ def fmt_time(s: float | None) -> str:
     if s is None or (isinstance(s, float) and math.isnan(s)):
         return ""
     for mult, unit in ((1, "s"), (1e3, "ms"), (1e6, "µs")):
-        if abs(s) * mult >= 1:
+        if abs(float(f"{s * mult:.3g}")) >= 1:  # after rounding: 0.9996 s is "1 s", not "1e+03 ms"
             return f"{s * mult:.3g} {unit}"
     return f"{s * 1e9:.3g} ns"

@@ -74,3 +74,11 @@ def test_readers_reject_what_they_cannot_read(tmp_path):
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError):
         _row(status="great")
+
+
+def test_times_print_in_the_unit_they_round_into():
+    from rnnbench.results import fmt_time
+    assert fmt_time(0.9996) == "1 s"
+    assert fmt_time(0.0123) == "12.3 ms"
+    assert fmt_time(2.5e-6) == "2.5 µs"
+    assert fmt_time(3e-10) == "0.3 ns"
