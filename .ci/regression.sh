@@ -51,21 +51,6 @@ for name in "${CHECKS[@]}"; do
   fi
 done
 
-# Stopgap until `rnnbench speed` records env["reference"] itself: measure the reference now, in
-# the same job, for every file with times and no reference. A no-op once speed records it.
-python3 - "$OUT"/*.json <<'EOF'
-import sys
-from rnnbench.compare import metric_kind, reference_time
-from rnnbench.results import atomic_write_text, read_results
-for path in sys.argv[1:]:
-    rf = read_results(path)
-    timed = [r for r in rf.results if any(metric_kind(k) == "time" for k in r.metrics)]
-    if timed and "time_s" not in (rf.env.get("reference") or {}):
-        threads = timed[0].metrics.get("threads")  # the reference runs as the cases ran
-        rf.env["reference"] = reference_time(rf.env.get("device", "cpu"), threads=threads)
-        atomic_write_text(path, rf.to_json())
-EOF
-
 if (( update )); then
   mkdir -p "$BASELINE"
   for name in "${CHECKS[@]}"; do cp "$OUT/$name.json" "$BASELINE/$name.json"; done

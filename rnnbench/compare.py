@@ -281,7 +281,8 @@ def check_comparable(base: ResultFile, current: ResultFile, *, normalize: bool =
     # a CSV names no machine: then only the device kind (cpu, cuda) can tell
     names_b = {_device_name(r, _row_env(r, base)) for r in dep_b} - {None}
     names_c = {_device_name(r, _row_env(r, current)) for r in dep_c} - {None}
-    same_kind = bool({r.device for r in dep_b} & {r.device for r in dep_c})
+    # the kind, not the index: a suite writes "cuda" where `speed` writes "cuda:0"
+    same_kind = bool({r.device.split(":")[0] for r in dep_b} & {r.device.split(":")[0] for r in dep_c})
     if same_kind and not (names_b and names_c and not names_b & names_c):
         return
     raise IncompatibleResultsError(

@@ -191,9 +191,15 @@ def read_results(path: str | Path) -> ResultFile:
     path = Path(path)
     if not path.exists():
         raise RnnbenchError(f"no such result file: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RnnbenchError(f"cannot read {path}: {e}") from None
     if path.suffix.lower() == ".csv":
-        return _read_csv(text, path)
+        try:
+            return _read_csv(text, path)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RnnbenchError(f"{path}: malformed CSV row ({e})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -42,10 +42,11 @@ class RecurrentStack(nn.Module):
         super().__init__()
         self.spec, self.batch_first = spec, batch_first
         self.layers = nn.ModuleList()
-        for n, m in layer_sizes(input_size, hidden_sizes, layers):
+        n = input_size
+        for _, m in layer_sizes(input_size, hidden_sizes, layers):
             cell = spec.build(n, m, **cell_options)
-            # a layer's input is the previous layer's output, which for every cell here has width M
             self.layers.append(cell)
+            n = cell.output_size
         self.input_size = input_size
         self.hidden_sizes = [c.hidden_size for c in self.layers]
 

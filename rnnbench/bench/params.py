@@ -7,7 +7,9 @@ import inspect
 import torch
 from torch import nn
 
+from rnnbench.cells.connections import IHC_GAMMA_INPUTS
 from rnnbench.cells.registry import CellSpec
+from rnnbench.errors import RnnbenchError
 from rnnbench.results import Row
 from rnnbench.runner import layer_sizes
 
@@ -40,6 +42,9 @@ def _defaults(cls) -> dict:
 
 def applicable_options(spec: CellSpec, options: dict) -> dict:
     """The options this cell takes: gamma_input only for IHC cells, output_map only for PRU."""
+    gamma = options.get("gamma_input")
+    if gamma is not None and gamma not in IHC_GAMMA_INPUTS:
+        raise RnnbenchError(f"--ihc-gamma must be one of {', '.join(IHC_GAMMA_INPUTS)}, got {gamma!r}")
     accepted = _defaults(spec.cls)
     return {k: v for k, v in options.items()
             if v is not None and k in accepted and not (k == "gamma_input" and spec.variant != "ihc")}

@@ -66,10 +66,14 @@ def load(path: str | Path) -> tuple[dict, list[TableRow]]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no such config file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     meta = data.get("meta", {})
-    if meta.get("bench") != "params" or not isinstance(data.get("rows"), list):
+    if (not isinstance(meta, dict) or meta.get("bench") != "params"
+            or not isinstance(data.get("rows"), list)
+            or not all(isinstance(r, dict) for r in data["rows"])):
         raise ConfigError(f"{path}: a parameter table needs [meta] bench = \"params\" and [[rows]]")
     rows, ids = [], set()
     for i, raw in enumerate(data["rows"], 1):

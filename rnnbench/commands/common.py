@@ -34,13 +34,12 @@ def cli_errors(fn):
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
-    """'512' or '400,1150,400' (also '400-1150') into positive integers."""
-    parts = [p for p in text.replace("-", ",").replace(" ", "").split(",") if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise RnnbenchError(f"{what} must be integers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
+    """'512' or '400,1150,400' into positive integers."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise RnnbenchError(f"{what} must be integers separated by commas, got {text!r}")
+    values = [int(p) for p in parts]
+    if any(v <= 0 for v in values):
         raise RnnbenchError(f"{what} must be positive, got {text!r}")
     return values
 

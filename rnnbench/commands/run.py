@@ -63,12 +63,12 @@ def check_devices(cases: list[Case]) -> str:
     return cuda[0] if cuda else ("mps" if "mps" in devices else "cpu")
 
 
-def measure_reference(device: str) -> dict | None:
+def measure_reference(device: str, threads: int | None = None) -> dict | None:
     """A fixed matrix product timed on the run's device and stored as env["reference"], so that
     `compare --normalize` can set times from two machines side by side. Never fails a run."""
     try:
         from rnnbench.compare import reference_time
-        return reference_time(device)
+        return reference_time(device, threads=threads)
     except Exception as e:  # noqa: BLE001 - a missing yardstick is not worth losing a sweep over
         note(f"no reference time recorded ({type(e).__name__}: {e}); "
              "compare --normalize cannot use this file")

@@ -194,8 +194,12 @@ def speed(
     settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check)
     if dev.type == "cpu" and (busy := busy_note()):
         err.print(f"note: {busy}", highlight=False, markup=False)
-    writer = IncrementalWriter(envinfo.collect(str(dev)), envinfo.provenance(), json_path=json,
-                               csv_path=csv)
+    env = envinfo.collect(str(dev))
+    if json:  # the yardstick `compare --normalize` divides by, measured in this run's conditions
+        from rnnbench.commands.run import measure_reference
+        if ref := measure_reference(str(dev), threads):
+            env["reference"] = ref
+    writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
     rows = []
     for i, case in enumerate(cases, 1):
         progress_line(i, len(cases), case)

@@ -12,7 +12,7 @@ from rnnbench import envinfo
 from rnnbench.bench.verify import SIZES, verify_case, verify_cases
 from rnnbench.cells.registry import select
 from rnnbench.commands.common import cli_errors, err, out
-from rnnbench.devices import parse_dtype, resolve_device
+from rnnbench.devices import dtype_name, parse_dtype, resolve_device
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import ResultFile, to_markdown, write_outputs, atomic_write_text
 
@@ -32,7 +32,7 @@ def verify(
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
     dev = resolve_device(device)
-    parse_dtype(dtype)
+    dtype = dtype_name(parse_dtype(dtype))
     sizes = sizes or ("gpu" if dev.type == "cuda" else "small")
     if sizes not in SIZES:
         raise RnnbenchError(f"--sizes must be one of {', '.join(SIZES)}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rnnbench.bench.timing import quantile
 from rnnbench.bench.params import applicable_options, changed_options, count_unique
 from rnnbench.case import Case
 from rnnbench.cells.registry import CellSpec
@@ -52,7 +53,8 @@ class TaskModel(nn.Module):
     """
 
     def __init__(self, spec: CellSpec, task: TaskSpec, hidden_sizes: Sequence[int],
-                 options: dict | None = None, backend: str = "eager"):
+                 options: dict | None = None, backend: str = "eager",
+                 cfg: TrainConfig | None = None):
         super().__init__()
         self.task = task
         n = task.input_size
@@ -66,13 +68,17 @@ class TaskModel(nn.Module):
         self.readout = nn.Linear(self.rnn.output_size, task.output_size)
         self.runnable = None
         if backend != "eager":
-            from rnnbench.backends import Unsupported, get_backend
-            case = make_case(spec, task, hidden_sizes, TrainConfig(), opts, backend)
+            from rnnbench.backends import Unsupported, get_backend, verify
+            case = make_case(spec, task, hidden_sizes, cfg or TrainConfig(), opts, backend)
             case = dataclasses.replace(case, input_size=n)
             try:
                 self.runnable = get_backend(backend).builder(self.rnn, case)
             except Unsupported as e:
                 raise UnsupportedRun(e.reason) from None
+            # as in the timing commands: a backend trains only after it matches eager (Mismatch)
+            p0 = next(self.rnn.parameters())
+            probe = torch.randn(min(task.seq_len, 8), 2, n, generator=torch.Generator().manual_seed(0))
+            verify(self.runnable, probe.to(p0), train=True)
             if self.runnable.module is not self.rnn:
                 # the backend trains its own copy of the weights; the stack only seeded them
                 del self.rnn
@@ -223,7 +229,7 @@ def train(spec: CellSpec, task: TaskSpec, hidden_sizes: Sequence[int], cfg: Trai
     device = torch.device(cfg.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator(cfg.seed, "weights").initial_seed())
-        model = TaskModel(spec, task, hidden_sizes, options, backend)
+        model = TaskModel(spec, task, hidden_sizes, options, backend, cfg)
     model.to(device)
     counts = model.param_counts()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -312,11 +318,18 @@ def run_case(spec: CellSpec, task: TaskSpec, hidden_sizes: Sequence[int], cfg: T
         res = train(spec, task, hidden_sizes, cfg, opts, on_eval, backend)
     except UnsupportedRun as e:
         return case.row(status="unsupported", reason=f"{backend}: {e}", labels=lab)
+    except (RnnbenchError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # one run's OOM or crash is its row; a suite goes on
+        from rnnbench.backends import classify
+        status, reason = classify(e)
+        return case.row(status=status, reason=reason, labels=lab)
     values = res.curve_value
     best_i = max(range(len(values)), key=lambda i: (-values[i] if task.lower_is_better
                                                       else values[i], -i))
     finite = [t for t in res.step_times if math.isfinite(t)]
-    q = statistics.quantiles(finite, n=4) if len(finite) >= 2 else [finite[0]] * 3
+    # the harness's quantile definition, so task and speed IQRs compare
+    q = [quantile(finite, 0.25), None, quantile(finite, 0.75)]
     metrics = {
         "val_final": values[-1],
         "val_best": values[best_i],
@@ -405,7 +418,13 @@ def _labels(run: Run) -> dict:
     group = labels.get("group", "")
     # the reference cell is the same model in both groups; the suffix keeps the two rows apart
     suffix = "-pm" if labels.get("matched") == "params" else ""
-    labels["case"] = (f"{group}/" if group else "") + f"{run.task.label}-s{run.cfg.seed}{suffix}"
+    # the training settings are part of the identity: --resume must not keep a 20-step run for 2000
+    cfg = run.cfg
+    train_id = f"n{cfg.steps}-b{cfg.batch}-lr{cfg.lr:g}-c{cfg.clip:g}-e{cfg.eval_every}-v{cfg.val_size}"
+    if cfg.stop_when_solved:
+        train_id += "-stop"
+    labels["case"] = ((f"{group}/" if group else "") + f"{run.task.label}-s{cfg.seed}-{train_id}"
+                      + suffix)
     return labels
 
 
