@@ -444,7 +444,7 @@ class RegulatedRecurrence(torch.autograd.Function):
         fam, rec, impl = ctx.fam, ctx.rec, ctx.impl
         wx, x, h0, out, C, beta, *params = ctx.saved_tensors
         T, B, W1 = wx.shape
-        M, G, N = rec.M, rec.G, rec.N
+        M, G = rec.M, rec.G
         GM = G * M
         needs = ctx.needs_input_grad
         if dout is None:

@@ -44,6 +44,18 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return values
 
 
+def hidden_sizes_option(text: str, layers: int | None) -> list[int]:
+    """--hidden-size (one M, or one per layer) with --layers: the per-layer hidden sizes."""
+    if layers is not None and layers <= 0:
+        raise RnnbenchError(f"--layers must be positive, got {layers}")
+    hs = parse_int_list(text, "--hidden-size")
+    if len(hs) == 1 and layers:
+        return hs * layers
+    if layers is not None and layers != len(hs):
+        raise RnnbenchError(f"--layers {layers} does not match {len(hs)} hidden sizes")
+    return hs
+
+
 def choose_variants(variant: str, irc: bool, ihc: bool) -> list[str]:
     """--irc/--ihc are shorthands: the baseline is always shown beside them for the ratio."""
     if irc or ihc:

@@ -12,7 +12,7 @@ from rnnbench import envinfo
 from rnnbench.bench import published
 from rnnbench.bench.params import measure_params
 from rnnbench.cells.registry import select
-from rnnbench.commands.common import choose_variants, cli_errors, out, parse_int_list
+from rnnbench.commands.common import choose_variants, cli_errors, hidden_sizes_option, out
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import ResultFile, Row, atomic_write_text, fmt_count, to_markdown, write_outputs
 
@@ -50,13 +50,7 @@ def params(
     else:
         if input_size <= 0:
             raise RnnbenchError(f"--input-size must be positive, got {input_size}")
-        if layers is not None and layers <= 0:
-            raise RnnbenchError(f"--layers must be positive, got {layers}")
-        hs = parse_int_list(hidden_size, "--hidden-size")
-        if len(hs) == 1 and layers:
-            hs = hs * layers
-        elif layers is not None and layers != len(hs):
-            raise RnnbenchError(f"--layers {layers} does not match {len(hs)} hidden sizes")
+        hs = hidden_sizes_option(hidden_size, layers)
         specs = select(cell, choose_variants(variant, irc, ihc), form)
         options = {"gamma_input": ihc_gamma, "output_map": pru_output_map}
         rows, details = [], []

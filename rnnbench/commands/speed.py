@@ -16,7 +16,7 @@ from rnnbench.bench.params import applicable_options, changed_options
 from rnnbench.bench.speed import MODES, SpeedSettings, busy_note
 from rnnbench.case import Case
 from rnnbench.cells.registry import families, get, select
-from rnnbench.commands.common import choose_variants, cli_errors, err, out, parse_int_list
+from rnnbench.commands.common import choose_variants, cli_errors, err, hidden_sizes_option, out
 from rnnbench.devices import dtype_name, parse_dtype, resolve_device, set_threads
 from rnnbench.errors import RnnbenchError, UnknownCellError
 from rnnbench.results import IncrementalWriter, Row, atomic_write_text, fmt_si, fmt_time, to_markdown
@@ -50,13 +50,7 @@ def make_cases(bench: str, *, cell: str, variant: str, irc: bool, ihc: bool, for
     for what, v in (("--batch", batch), ("--seq-len", seq_len), ("--input-size", input_size)):
         if v <= 0:
             raise RnnbenchError(f"{what} must be positive, got {v}")
-    if layers is not None and layers <= 0:
-        raise RnnbenchError(f"--layers must be positive, got {layers}")
-    hs = parse_int_list(hidden_size, "--hidden-size")
-    if len(hs) == 1 and layers:
-        hs = hs * layers
-    elif layers is not None and layers != len(hs):
-        raise RnnbenchError(f"--layers {layers} does not match {len(hs)} hidden sizes")
+    hs = hidden_sizes_option(hidden_size, layers)
     cells, explicit = parse_cells(cell)
     variants = choose_variants(variant, irc, ihc)
     if not explicit and form != "paper" and "baseline" in variants:

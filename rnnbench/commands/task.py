@@ -10,7 +10,7 @@ from rich.table import Table
 
 from rnnbench import envinfo
 from rnnbench.cells.registry import VARIANTS, get, select
-from rnnbench.commands.common import cli_errors, err, out, parse_int_list
+from rnnbench.commands.common import cli_errors, err, hidden_sizes_option, out
 from rnnbench.errors import DeviceError, RnnbenchError
 from rnnbench.results import (IncrementalWriter, Row, atomic_write_text, fmt_count, fmt_time,
                               to_markdown)
@@ -129,13 +129,7 @@ def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_par
             raise RnnbenchError(f"{flag[k]} applies to {applies}, not {task_name}")
     sizes = {k: (given[k] if given[k] is not None else v) for k, v in TASK_DEFAULTS[task_name].items()}
     spec_task = TaskSpec.make(task_name, **sizes)
-    if layers is not None and layers <= 0:
-        raise RnnbenchError(f"--layers must be positive, got {layers}")
-    hs = parse_int_list(hidden_size, "--hidden-size")
-    if len(hs) == 1 and layers:
-        hs = hs * layers
-    elif layers is not None and layers != len(hs):
-        raise RnnbenchError(f"--layers {layers} does not match {len(hs)} hidden sizes")
+    hs = hidden_sizes_option(hidden_size, layers)
     cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     cells = "all" if cell == "all" else [c for c in cell.replace(" ", "").split(",") if c]
     variants = _variants(variant)
