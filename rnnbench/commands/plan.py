@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from rnnbench.commands.common import cli_errors, out
-from rnnbench.commands.run import note
-from rnnbench.shard import estimate_cost, parse_shard, shard_cases, shard_loads
-from rnnbench.suite import is_params_table, parse_suite, read_toml
+from rnnbench.commands.run import selected_cases
+from rnnbench.shard import estimate_cost, shard_loads
+from rnnbench.suite import is_params_table, read_toml
 
 
 def plan(
@@ -29,13 +29,7 @@ def plan(
         out.print(f"{suite}: a parameter table of {len(rows)} rows, counted in a moment by "
                   f"`rnnbench run {suite}`; nothing to plan", highlight=False)
         return
-    s = parse_suite(data, suite)
-    if device:
-        s = s.with_device(device)
-    for n in s.notes:
-        note(n)
-    where = parse_shard(shard) if shard else None
-    cases = shard_cases(s.cases, *where) if where else s.cases
+    s, where, cases = selected_cases(data, suite, device, shard)
     costs = [estimate_cost(c) for c in cases]
     if not quiet:
         table = Table(title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))

@@ -47,6 +47,17 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
     return RESULTS_DIR / f"{stem}-{datetime.now(timezone.utc).strftime(_STAMP)}.json"
 
 
+def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
+    """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
+    s = parse_suite(data, suite)
+    if device:
+        s = s.with_device(device)
+    for n in s.notes:
+        note(n)
+    where = parse_shard(shard) if shard else None
+    return s, where, (shard_cases(s.cases, *where) if where else s.cases)
+
+
 def check_devices(cases: list[Case]) -> str:
     """The device the environment is recorded for; fails early, not once per case, when a suite
     wants a device this machine lacks."""
@@ -111,13 +122,7 @@ def run(
                                 "shards; drop --shard")
         _run_params(suite, json, csv, overwrite or resume)  # recounting is resuming
         return
-    s = parse_suite(data, suite)
-    if device:
-        s = s.with_device(device)
-    for n in s.notes:
-        note(n)
-    where = parse_shard(shard) if shard else None
-    cases = shard_cases(s.cases, *where) if where else s.cases
+    s, where, cases = selected_cases(data, suite, device, shard)
     env = envinfo.collect(check_devices(cases) if cases else "cpu")
     measure = default_measure()
     measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work
