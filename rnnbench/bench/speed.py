@@ -90,15 +90,10 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
 
     metrics: dict = {}
     warnings: list[str] = []
-    if case.mode == "fwd":
-        with torch.inference_mode():
-            stats = timer.measure(forward, xs)
-        metrics.update(stats.metrics())
-        warnings += stats.warnings
-        median = stats.median
-    elif case.mode == "fwd+bwd":
-        with torch.enable_grad():
-            stats = timer.measure(step, xs)
+    if case.mode in ("fwd", "fwd+bwd"):
+        fn, grad_mode = (forward, torch.inference_mode) if case.mode == "fwd" else (step, torch.enable_grad)
+        with grad_mode():
+            stats = timer.measure(fn, xs)
         metrics.update(stats.metrics())
         warnings += stats.warnings
         median = stats.median

@@ -12,6 +12,7 @@ from rnnbench import envinfo
 from rnnbench.backends import parse_backends
 from rnnbench.bench.dispatch import measure
 from rnnbench.bench.memory import MemorySettings
+from rnnbench.commands import _options as opts
 from rnnbench.commands.common import cli_errors, err, out
 from rnnbench.commands.speed import (_group, case_label, finish_outputs, make_cases, progress_line,
                                      ratio, reference_index)
@@ -38,14 +39,13 @@ def memory(
     form: str = typer.Option("paper", "--form", help="paper or canonical (baselines only)"),
     backend: str = typer.Option("eager", "--backend", "-b",
                                 help="eager, compile, native, fused, triton: a comma list, or all"),
-    batch: int = typer.Option(32, "--batch", "-B", help="batch size B"),
-    seq_len: int = typer.Option(128, "--seq-len", "-T", help="sequence length T"),
-    input_size: int = typer.Option(512, "--input-size", "-N", help="input width N"),
-    hidden_size: str = typer.Option("512", "--hidden-size", "-M",
-                                    help="hidden width M, or one per layer: 1150,1150,400"),
-    layers: Optional[int] = typer.Option(None, "--layers", "-L", help="layers (repeats one M)"),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 (float64)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch"),
+    batch: int = opts.BATCH,
+    seq_len: int = opts.SEQ_LEN,
+    input_size: int = opts.INPUT_SIZE,
+    hidden_size: str = opts.HIDDEN_SIZE,
+    layers: Optional[int] = opts.LAYERS,
+    dtype: str = opts.DTYPE,
+    threads: Optional[int] = opts.THREADS,
     rss: bool = typer.Option(True, "--rss/--no-rss",
                              help="CPU: peak resident memory of a step, in a fresh subprocess"),
     check: bool = typer.Option(True, "--check/--no-check",

@@ -16,6 +16,7 @@ from rnnbench.bench.params import applicable_options, changed_options
 from rnnbench.bench.speed import MODES, SpeedSettings, busy_note
 from rnnbench.case import Case
 from rnnbench.cells.registry import families, get, select
+from rnnbench.commands import _options as opts
 from rnnbench.commands.common import choose_variants, cli_errors, err, hidden_sizes_option, out
 from rnnbench.devices import dtype_name, parse_dtype, resolve_device, set_threads
 from rnnbench.errors import RnnbenchError, UnknownCellError
@@ -152,14 +153,13 @@ def speed(
                                 help="eager, compile, native, fused, triton: a comma list, or all"),
     mode: str = typer.Option("fwd,fwd+bwd", "--mode", "-m",
                              help="fwd, fwd+bwd, bwd (by difference): a comma list, or all"),
-    batch: int = typer.Option(32, "--batch", "-B", help="batch size B"),
-    seq_len: int = typer.Option(128, "--seq-len", "-T", help="sequence length T"),
-    input_size: int = typer.Option(512, "--input-size", "-N", help="input width N"),
-    hidden_size: str = typer.Option("512", "--hidden-size", "-M",
-                                    help="hidden width M, or one per layer: 1150,1150,400"),
-    layers: Optional[int] = typer.Option(None, "--layers", "-L", help="layers (repeats one M)"),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 (float64)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch"),
+    batch: int = opts.BATCH,
+    seq_len: int = opts.SEQ_LEN,
+    input_size: int = opts.INPUT_SIZE,
+    hidden_size: str = opts.HIDDEN_SIZE,
+    layers: Optional[int] = opts.LAYERS,
+    dtype: str = opts.DTYPE,
+    threads: Optional[int] = opts.THREADS,
     min_run_time: float = typer.Option(1.0, "--min-run-time",
                                        help="seconds of timed samples per case at least"),
     input_sets: int = typer.Option(4, "--input-sets", help="inputs rotated through while timing"),
