@@ -37,7 +37,7 @@ from rnnbench.cells.base import linear
 from rnnbench.errors import ConfigError, DeviceError, SizeError
 
 __all__ = ["FAMILIES", "choose_fold", "fused_forward", "fused_layer", "supports", "compare_with_eager",
-           "fold_costs"]
+           "fold_costs", "resolve_gates", "GATES"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,7 +176,8 @@ class _Recurrence:
     """How the gate pre-activations depend on h_{t-1}. Params are tensors the autograd Function gets.
 
     step(t, h, out):            out = gx_t + W_g d_t(h)                       (forward, per step)
-    recompute(Hp2d):            all gate pre-activations at once, (T·B, G·M) (backward, before the loop)
+    intermediates(Hp2d):        what back_step and grads need besides the gates (backward, once)
+    recompute(Hp2d, gx2d):      intermediates, then all gate pre-activations at once, (T·B, G·M)
     back_step(t, dP, base, out): out = base + ∂(W_g d_t)/∂h applied to dP     (backward, per step)
     grads(dP2d, Hp2d):          gradients of the params (and extra input grads), after the loop
     """
@@ -209,6 +210,9 @@ class _Folded(_Recurrence):
     def step(self, t, h, out):
         torch.addmm(self.gx[t], h, self.Rt, out=out)
 
+    def intermediates(self, Hp2d):
+        pass
+
     def recompute(self, Hp2d, gx2d):
         return torch.addmm(gx2d, Hp2d, self.Rt)
 
@@ -235,9 +239,12 @@ class _Unfolded(_Recurrence):
         d.mul_(self.alpha)
         torch.addmm(self.gx[t], d, self.Wg.t(), out=out)
 
-    def recompute(self, Hp2d, gx2d):
+    def intermediates(self, Hp2d):
         self.FB = Hp2d @ self.UV.t()
         self.D = self.FB * self.alpha
+
+    def recompute(self, Hp2d, gx2d):
+        self.intermediates(Hp2d)
         return torch.addmm(gx2d, self.D, self.Wg.t())
 
     def prepare_backward(self, T, B):
@@ -266,8 +273,11 @@ class _UnfoldedDiag(_Recurrence):
     def step(self, t, h, out):
         torch.addmm(self.gx[t], h * self.s, self.Wg.t(), out=out)
 
-    def recompute(self, Hp2d, gx2d):
+    def intermediates(self, Hp2d):
         self.D = Hp2d * self.s
+
+    def recompute(self, Hp2d, gx2d):
+        self.intermediates(Hp2d)
         return torch.addmm(gx2d, self.D, self.Wg.t())
 
     def prepare_backward(self, T, B):
@@ -318,7 +328,7 @@ class _IHC(_Recurrence):
         d = (fb - self.x[t]).mul_(gp)
         torch.addmm(self.gx[t], d, self.Wg.t(), out=out)
 
-    def recompute(self, Hp2d, gx2d):
+    def intermediates(self, Hp2d):
         N = self.N
         hg2d, x2d = self.hg.reshape(-1, N), self.x.reshape(-1, N)
         if self.stacked:
@@ -332,6 +342,9 @@ class _IHC(_Recurrence):
         self.FB, self.g = FB, g
         self.D = g * diff
         self.Kgp = diff * _dsig(g)
+
+    def recompute(self, Hp2d, gx2d):
+        self.intermediates(Hp2d)
         return torch.addmm(gx2d, self.D, self.Wg.t())
 
     def prepare_backward(self, T, B):
@@ -398,14 +411,16 @@ def _new(like, *shape):
 class RegulatedRecurrence(torch.autograd.Function):
     """One layer's time loop for any IRC/IHC family.
 
-    apply(family, recurrence, impl, wx, x, h0, c0, beta, *params) -> (out (T,B,M), c_T)
+    apply(family, recurrence, impl, store, wx, x, h0, c0, beta, *params) -> (out (T,B,M), c_T)
       wx = x [W_g; W_A]ᵀ hoisted (T, B, (G+1)M); x (T, B, N); h0, c0 (B, M) (c0 may be None);
       beta (1,) or None; params as the recurrence defines them.
-    Saves only wx, x, h0, the outputs (the h sequence) and the c sequence.
+    Saves wx, x, h0, the outputs (the h sequence) and the c sequence; with ``store`` (torch impl
+    only) also the gates of every step, which the backward then reads instead of recomputing.
     """
 
     @staticmethod
-    def forward(ctx, fam: Family, rec: _Recurrence, impl: str, wx, x, h0, c0, beta, *params):
+    def forward(ctx, fam: Family, rec: _Recurrence, impl: str, store: bool, wx, x, h0, c0, beta,
+                *params):
         T, B, _ = wx.shape
         M, G = rec.M, rec.G
         GM = G * M
@@ -415,20 +430,24 @@ class RegulatedRecurrence(torch.autograd.Function):
         if fam.has_c:
             C = _new(wx, T + 1, B, M)
             C[0] = c0
+        S_all = None
         if impl == "triton":
             import kernels
             kernels.irc_forward(fam.name, params[0], wx, x, h0, C, beta, out)
         else:
             rec.bind(gx, x, params)
             BA = A * beta if fam.has_beta else None
+            # stored: each step's gates land in the saved buffer; else one scratch buffer
+            S_all = wx.new_empty(T, B, GM) if store else None
             Pbuf = wx.new_empty(B, GM)
-            S = Pbuf.view(B, G, M)
             h = h0
             for t in range(T):
-                rec.step(t, h, Pbuf)
-                Pbuf.sigmoid_()
-                _fwd_update(fam.name, S, A[t], x[t], h, C[t] if C is not None else None, out[t],
-                            C[t + 1] if C is not None else None, BA[t] if BA is not None else None)
+                P = S_all[t] if store else Pbuf
+                rec.step(t, h, P)
+                P.sigmoid_()
+                _fwd_update(fam.name, P.view(B, G, M), A[t], x[t], h, C[t] if C is not None else None,
+                            out[t], C[t + 1] if C is not None else None,
+                            BA[t] if BA is not None else None)
                 h = out[t]
             rec.release()
         cT = C[T].clone() if C is not None else out.new_zeros(0)
@@ -436,13 +455,13 @@ class RegulatedRecurrence(torch.autograd.Function):
             ctx.mark_non_differentiable(cT)
         ctx.fam, ctx.rec, ctx.impl = fam, rec, impl
         ctx.has_c0 = c0 is not None
-        ctx.save_for_backward(wx, x, h0, out, C, beta, *params)
+        ctx.save_for_backward(wx, x, h0, out, C, beta, S_all, *params)
         return out, cT
 
     @staticmethod
     def backward(ctx, dout, dcT):
         fam, rec, impl = ctx.fam, ctx.rec, ctx.impl
-        wx, x, h0, out, C, beta, *params = ctx.saved_tensors
+        wx, x, h0, out, C, beta, S_all, *params = ctx.saved_tensors
         T, B, W1 = wx.shape
         M, G = rec.M, rec.G
         GM = G * M
@@ -471,7 +490,11 @@ class RegulatedRecurrence(torch.autograd.Function):
         else:
             gx2d = wx[..., :GM].reshape(T * B, GM)
             rec.bind(wx[..., :GM], x, params)
-            S = torch.sigmoid(rec.recompute(Hp2d, gx2d)).view(T, B, G, M)   # gates, recomputed
+            if S_all is not None:
+                rec.intermediates(Hp2d)
+                S = S_all.view(T, B, G, M)
+            else:
+                S = torch.sigmoid(rec.recompute(Hp2d, gx2d)).view(T, B, G, M)   # gates, recomputed
             Cp = C[:-1] if C is not None else None
             Cn = C[1:] if C is not None else None
             k = _bwd_coefficients(fam.name, S, A, x, Hp, out, Cp, Cn, beta)
@@ -510,13 +533,13 @@ class RegulatedRecurrence(torch.autograd.Function):
                         rec.back_step(t, dP[t], g * Kh[t], dh0)
             da, dx, dbeta = _input_grads(fam.name, S, A, Gh, Q, beta)
             dWX[..., GM:] = da
-            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[8:])
+            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[9:])
             rec.release()
         if dx_rec is not None:
             dx = dx_rec if dx is None else dx + dx_rec
-        if not needs[4]:
+        if not needs[5]:
             dx = None
-        return (None, None, None, dWX, dx, dh0, dc0 if ctx.has_c0 else None, dbeta, *dparams)
+        return (None, None, None, None, dWX, dx, dh0, dc0 if ctx.has_c0 else None, dbeta, *dparams)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -601,8 +624,31 @@ def _resolve_fold(fold, G, N, M, tokens, diagonal) -> bool:
     raise ConfigError(f"fold must be 'auto', True or False, got {fold!r}")
 
 
+GATES = ("auto", "store", "recompute")
+
+
+def resolve_gates(gates: str, impl: str, device) -> bool:
+    """Whether the forward keeps every step's gates for the backward (True) or the backward
+    recomputes them from the h sequence (False).
+
+    "auto" stores on a CPU with the torch impl: there the products bound the time, and the recompute
+    is one more (T·B × M)·(M × G·M) product for memory that equals the gate part of the hoisted
+    buffer already saved. Elsewhere, and always in the Triton kernels, the gates are recomputed
+    (issue #4's design: a GPU recomputes a gate faster than it reads one back at large sizes).
+    """
+    if gates not in GATES:
+        raise ConfigError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
+    if gates == "auto":
+        return impl == "torch" and torch.device(device).type == "cpu"
+    if gates == "store" and impl == "triton":
+        raise ConfigError("the triton kernels recompute the gates in the backward; gates='store' "
+                          "is for the torch impl (the fused backend)")
+    return gates == "store"
+
+
 def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold="auto",
-                impl: str = "torch") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+                impl: str = "torch", gates: str = "auto"
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """One IRC/IHC layer over x (T, B, N): (outputs after cell.finish, final state), as run_layer."""
     fam = FAMILIES[_family_of(cell)]
     T, B, N = x.shape
@@ -643,15 +689,19 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     if impl == "triton":
         wx = wx.contiguous()
         params = tuple(p.contiguous() for p in params)
-    out, cT = RegulatedRecurrence.apply(fam, rec, impl, wx, x, h0, c0, beta, *params)
+    store = resolve_gates(gates, impl, x.device)
+    out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, beta, *params)
     finals = (out[-1], cT) if fam.has_c else (out[-1],)
     return cell.finish(out), finals
 
 
-def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str = "torch"):
+def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str = "torch",
+                  gates: str = "auto"):
     """RecurrentStack.forward with the fused algorithm: same (out, finals), same gradients.
 
     fold: "auto" (the cost model, :func:`choose_fold`), True or False (IRC only; IHC never folds).
+    gates: "store", "recompute" or "auto" (:func:`resolve_gates`): keep each step's gates for the
+    backward, or recompute them there from the h sequence.
     impl: "torch" (the `fused` backend, any device) or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
     """
     ok, why = supports(stack.spec, impl)
@@ -672,7 +722,7 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
         state = stack.init_state(x.shape[1], dtype=x.dtype, device=x.device)
     finals = []
     for cell, st in zip(stack.layers, state):
-        x, st = fused_layer(cell, x, tuple(st), fold=fold, impl=impl)
+        x, st = fused_layer(cell, x, tuple(st), fold=fold, impl=impl, gates=gates)
         finals.append(st)
     if stack.batch_first:
         x = x.transpose(0, 1)

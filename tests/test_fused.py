@@ -89,16 +89,53 @@ def _compare(got, ref, tol):
     assert not bad, f"relative error over {tol}: {bad}"
 
 
+@pytest.mark.parametrize("gates", ["store", "recompute"])
 @pytest.mark.parametrize("T,B", SHAPES)
 @pytest.mark.parametrize("variant,fold", PATHS)
 @pytest.mark.parametrize("family", FAMS)
-def test_fused_float64_matches_eager(family, variant, fold, T, B):
+def test_fused_float64_matches_eager(family, variant, fold, T, B, gates):
     stack, N = _build(family, variant, torch.float64)
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = _random_state(stack, B, torch.float64)
     ref = _run(stack, x, state, _eager)
-    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=fold))
+    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=fold, gates=gates))
     _compare(got, ref, 1e-10)
+
+
+def _saved_bytes(fn):
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def test_stored_gates_cost_exactly_their_bytes():
+    # one GRU layer, G = 2 gates: storing keeps T·B·2M more float64 values, nothing else changes
+    torch.manual_seed(0)
+    T, B, N, M = 5, 3, 4, 6
+    stack = RecurrentStack(get("gru", "irc"), N, M).double()
+    x = torch.randn(T, B, N, dtype=torch.float64)
+    store = _saved_bytes(lambda: fused_forward(stack, x, gates="store"))
+    recompute = _saved_bytes(lambda: fused_forward(stack, x, gates="recompute"))
+    assert store - recompute == T * B * 2 * M * 8
+
+
+def test_gates_auto_and_refusals():
+    from rnnbench.fused import resolve_gates
+    assert resolve_gates("auto", "torch", "cpu") is True
+    assert resolve_gates("auto", "torch", "cuda") is False
+    assert resolve_gates("auto", "triton", "cpu") is False
+    assert resolve_gates("recompute", "torch", "cpu") is False
+    with pytest.raises(ConfigError):
+        resolve_gates("store", "triton", "cuda")
+    with pytest.raises(ConfigError):
+        resolve_gates("sometimes", "torch", "cpu")
 
 
 @pytest.mark.parametrize("T,B", SHAPES)
