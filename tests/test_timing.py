@@ -8,6 +8,7 @@ reports the wrong statistic.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from rnnbench.bench.flops import count_flops
-from rnnbench.bench.timing import (SPREAD_LIMIT, TimingStats, WallClock, difference,
+from rnnbench.bench.timing import (BUSY_LIMIT, SPREAD_LIMIT, TimingStats, WallClock, difference,
                                    measure_callable, quantile)
 
 FAST = dict(min_run_time=0.02, sample_time=0.005, warmup=1, warmup_time=0.0)
@@ -219,3 +220,61 @@ def test_cuda_events_wait_for_the_kernel():
                           warmup=2, warmup_time=0.0)
     assert st.clock == "cuda-event"
     assert 0.8 < st.median / expected < 1.25
+
+
+# -- the machine watch ----------------------------------------------------------------------------
+def test_cpu_watch_arithmetic_on_fake_counters(monkeypatch):
+    """others = busy ticks − own CPU time, over all CPUs' capacity; steal likewise."""
+    from rnnbench.bench import timing
+
+    stats = iter([(1000, 10, 5000), (1000 + 150, 10 + 20, 5000 + 400)])   # 400 ticks = 4 CPU-s
+    own = iter([2.0, 2.5])                                               # this process: 0.5 s
+    monkeypatch.setattr(timing, "_proc_stat", lambda: next(stats))
+    w = timing.CpuWatch()
+    w._hz = 100
+    monkeypatch.setattr(w, "_own", lambda: next(own))
+    w.start()
+    others, steal = w.stop()
+    assert others == pytest.approx((1.5 - 0.5) / 4.0)
+    assert steal == pytest.approx(0.2 / 4.0)
+
+
+def test_cpu_watch_short_window_and_no_proc(monkeypatch):
+    from rnnbench.bench import timing
+
+    stats = iter([(0, 0, 100), (5, 0, 110)])                             # 0.1 CPU-s: too short
+    monkeypatch.setattr(timing, "_proc_stat", lambda: next(stats))
+    w = timing.CpuWatch()
+    w._hz = 100
+    w.start()
+    assert w.stop() == (None, None)
+    monkeypatch.setattr(timing, "_proc_stat", lambda: None)              # not Linux
+    w.start()
+    assert w.stop() == (None, None)
+
+
+def test_busy_warning_and_metrics():
+    st = TimingStats([1.0, 1.0, 1.0], others_cpu=0.30, steal_cpu=0.0)
+    assert any(w.startswith("busy: other processes used 30%") for w in st.warnings)
+    assert TimingStats([1.0] * 3, others_cpu=0.01, steal_cpu=0.01).warnings == []
+    assert TimingStats([1.0] * 3, others_cpu=0.0, steal_cpu=0.2).warnings[0].startswith(
+        "busy: the hypervisor stole 20%")
+    m = st.metrics()
+    assert m["others_cpu_frac"] == 0.30 and m["steal_cpu_frac"] == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc/stat")
+def test_a_spinning_process_is_seen():
+    """A second process spinning on one CPU while we time must show as others' use."""
+    import subprocess
+    import sys
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        st = measure_callable(lambda: sum(range(2000)), min_run_time=0.6)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert st.others_cpu is not None and st.others_cpu > BUSY_LIMIT
+    assert any(w.startswith("busy:") for w in st.warnings)

@@ -13,6 +13,10 @@ Each call takes the next input set in turn, so a case does not run from a cache 
 data. The clock is read only after the device has finished its queued work: on CUDA the block is
 bracketed by CUDA events after a full synchronise; on the CPU by ``time.perf_counter``.
 
+While the samples are taken, the harness also watches the machine (:class:`CpuWatch`, Linux): the
+share of all CPUs that OTHER processes used, and the share the hypervisor stole. A benchmark on a
+busy or oversubscribed machine is flagged in the row ("busy: ...") instead of passing for a quiet one.
+
 Statistics, defined so they can be checked by hand: the median is the middle sample (the mean of
 the two middle ones for an even count); quartiles use linear interpolation between closest ranks
 (numpy's default 'linear' method, Hyndman-Fan type 7): for ``n`` sorted samples ``x[0..n-1]`` the
@@ -30,6 +34,8 @@ from itertools import cycle, islice, repeat
 import torch
 
 SPREAD_LIMIT = 0.10
+#: other processes (or the hypervisor's steal) using more than this share of all CPUs flags a row busy
+BUSY_LIMIT = 0.05
 QUANTILE_METHOD = "linear interpolation between closest ranks (numpy 'linear', Hyndman-Fan type 7)"
 
 
@@ -58,6 +64,8 @@ class TimingStats:
     input_sets: int = 0
     measure_time_s: float = 0.0   # clock time inside the timed blocks (not the warm-up)
     clock: str = "perf_counter"
+    others_cpu: float | None = None   # share of all CPUs other processes used while sampling
+    steal_cpu: float | None = None    # share of all CPUs the hypervisor stole while sampling
 
     @property
     def n(self) -> int:
@@ -103,6 +111,14 @@ class TimingStats:
         if self.spread > SPREAD_LIMIT:
             out.append(f"noisy: IQR is {100 * self.spread:.0f}% of the median "
                        f"(over {100 * SPREAD_LIMIT:.0f}%); is the machine busy?")
+        busy = []
+        if self.others_cpu is not None and self.others_cpu > BUSY_LIMIT:
+            busy.append(f"other processes used {100 * self.others_cpu:.0f}%")
+        if self.steal_cpu is not None and self.steal_cpu > BUSY_LIMIT:
+            busy.append(f"the hypervisor stole {100 * self.steal_cpu:.0f}%")
+        if busy:
+            out.append(f"busy: {' and '.join(busy)} of the CPUs while this was timed "
+                       f"(over {100 * BUSY_LIMIT:.0f}%); not an idle machine")
         return out
 
     def metrics(self, prefix: str = "time_s") -> dict:
@@ -116,7 +132,63 @@ class TimingStats:
             f"n_samples{prefix[len('time_s'):]}": self.n,
             f"inner_repeats{prefix[len('time_s'):]}": self.inner,
             f"samples_s{prefix[len('time_s'):]}": list(self.samples),
+            f"others_cpu_frac{prefix[len('time_s'):]}": self.others_cpu,
+            f"steal_cpu_frac{prefix[len('time_s'):]}": self.steal_cpu,
         }
+
+
+# -- the machine while we measure ------------------------------------------------------------------
+def _proc_stat() -> tuple[int, int, int] | None:
+    """(busy, steal, total) jiffies over all CPUs from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    v = [int(x) for x in first[1:]]
+    v += [0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    # guest time is already inside user/nice: the later columns are not added again
+    return user + nice + system + irq + softirq, steal, sum(v[:8])
+
+
+class CpuWatch:
+    """How much of the machine others used between :meth:`start` and :meth:`stop`.
+
+    The kernel's counters (/proc/stat, all CPUs, in clock ticks) give the machine's busy and stolen
+    time; this process's own CPU time (all its threads, ``os.times``) is subtracted from the busy
+    part. Both shares are of the machine's whole capacity (wall time × CPUs). Resolution is a clock
+    tick (10 ms), so a window under ~0.2 s reads nothing and gives None.
+    """
+
+    def __init__(self):
+        import os
+        self._os = os
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._t0 = None
+
+    def _own(self) -> float:
+        t = self._os.times()
+        return t.user + t.system
+
+    def start(self) -> None:
+        self._t0 = (_proc_stat(), self._own())
+
+    def stop(self) -> tuple[float | None, float | None]:
+        if self._t0 is None or self._t0[0] is None:
+            return None, None
+        end = _proc_stat()
+        if end is None:
+            return None, None
+        (b0, s0, tot0), own0 = self._t0
+        b1, s1, tot1 = end
+        total = (tot1 - tot0) / self._hz
+        if total < 0.2:
+            return None, None
+        others = max(0.0, (b1 - b0) / self._hz - (self._own() - own0))
+        return min(1.0, others / total), (s1 - s0) / self._hz / total
 
 
 # -- clocks ----------------------------------------------------------------------------------------
@@ -247,6 +319,8 @@ class Timer:
         # 3. samples
         samples: list[float] = []
         timed = 0.0
+        watch = CpuWatch()
+        watch.start()
         while True:
             dt = block(inner)
             samples.append(dt / inner)
@@ -255,9 +329,11 @@ class Timer:
                 break
             if len(samples) >= self.min_samples and timed >= self.min_run_time:
                 break
+        others, steal = watch.stop()
         return TimingStats(samples, inner=inner, warmup_calls=calls,
                            input_sets=len(sets) if sets else 0, measure_time_s=timed,
-                           clock=getattr(clock, "name", type(clock).__name__))
+                           clock=getattr(clock, "name", type(clock).__name__),
+                           others_cpu=others, steal_cpu=steal)
 
 
 def measure_callable(fn: Callable, *, device: str | torch.device = "cpu",
