@@ -277,7 +277,8 @@ def _load_fused():
     return fused
 
 
-def _fused_builder(impl: str) -> Builder:
+def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
+    """fold: the cost model ("auto") or forced (True/False); gates: see rnnbench.fused.resolve_gates."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
         fused = _load_fused()
         if impl == "triton" and resolve_device(case.device).type != "cuda":
@@ -291,7 +292,7 @@ def _fused_builder(impl: str) -> Builder:
 
         def forward(x):
             try:
-                out = fused.fused_forward(stack, x, impl=impl)
+                out = fused.fused_forward(stack, x, impl=impl, fold=fold, gates=gates)
             except RnnbenchError as e:
                 # its refusals (no GPU for triton, a fold it cannot do) concern this case only
                 raise Unsupported(str(e)) from None
@@ -308,9 +309,22 @@ register_backend("native", _native,
                  description="torch.nn.GRU / torch.nn.LSTM (cuDNN on a GPU, oneDNN on a CPU); "
                              "canonical GRU and LSTM only")
 register_backend("fused", _fused_builder("torch"), placeholder=True,
-                 description="rnnbench.fused, torch implementation (when built)")
+                 description="IRC/IHC: hoisted products, folding by the cost model, hand-written "
+                             "backward (rnnbench.fused, torch ops; gates kept for the backward on a "
+                             "CPU, recomputed elsewhere)")
 register_backend("triton", _fused_builder("triton"), placeholder=True,
-                 description="rnnbench.fused, Triton kernels (when built)")
+                 description="rnnbench.fused with Triton kernels (CUDA; folding by the cost model)")
+register_backend("fused-folded", _fused_builder("torch", fold=True),
+                 description="fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)")
+register_backend("fused-unfolded", _fused_builder("torch", fold=False),
+                 description="fused with the IRC recurrence never folded (two products per step)")
+register_backend("fused-recompute", _fused_builder("torch", gates="recompute"),
+                 description="fused, the backward recomputing the gates from the h sequence "
+                             "(the Triton kernels' algorithm) on every device")
+register_backend("triton-folded", _fused_builder("triton", fold=True),
+                 description="triton with the IRC recurrence always folded")
+register_backend("triton-unfolded", _fused_builder("triton", fold=False),
+                 description="triton with the IRC recurrence never folded")
 
 
 # -- turning failures into statuses ----------------------------------------------------------------

@@ -32,6 +32,8 @@ def case(cell="gru", **kw):
 
 def test_registry_lists_every_backend():
     assert list(BACKENDS)[:5] == ["eager", "compile", "native", "fused", "triton"]
+    assert {"fused-folded", "fused-unfolded", "fused-recompute", "triton-folded",
+            "triton-unfolded"} <= set(BACKENDS)
     assert backends.parse_backends("eager, native") == ["eager", "native"]
     assert backends.parse_backends("all") == list(BACKENDS)
     with pytest.raises(RnnbenchError, match="unknown backend 'cudnn'"):
@@ -230,3 +232,23 @@ def test_same_seed_same_weights_whatever_the_global_rng():
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert isinstance(a, RecurrentStack)
+
+
+@pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-folded", True, "auto"),
+                                             ("fused-unfolded", False, "auto"),
+                                             ("fused-recompute", "auto", "recompute")])
+def test_fused_variants_pass_their_fold_and_gates(monkeypatch, name, fold, gates):
+    import rnnbench.fused as fused
+
+    seen = {}
+    real = fused.fused_forward
+
+    def spy(stack, x, **kw):
+        seen.update(kw)
+        return real(stack, x, **kw)
+
+    monkeypatch.setattr(fused, "fused_forward", spy)
+    case = Case("speed", "gru", "irc", backend=name, batch=2, seq_len=3, input_size=4, hidden_size=5)
+    run = backends.build(case)
+    assert run.verify_error is not None and run.verify_error < 1e-4
+    assert seen == {"impl": "torch", "fold": fold, "gates": gates}
