@@ -278,3 +278,17 @@ def test_a_spinning_process_is_seen():
         spinner.wait()
     assert st.others_cpu is not None and st.others_cpu > BUSY_LIMIT
     assert any(w.startswith("busy:") for w in st.warnings)
+
+
+def test_other_accelerators_sync_before_the_clock(monkeypatch):
+    """MPS has no events here: the wall clock must wait for the device's queue before each read."""
+    from rnnbench import devices
+    from rnnbench.bench.timing import clock_for
+
+    calls = []
+    monkeypatch.setattr(devices, "synchronize", lambda d: calls.append(str(d)))
+    clock = clock_for("mps")
+    clock.start()
+    clock.stop()
+    assert calls == ["mps", "mps"]
+    assert isinstance(clock_for("cpu"), WallClock) and clock_for("cpu").sync() is None

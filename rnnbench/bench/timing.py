@@ -237,7 +237,11 @@ def clock_for(device: torch.device | str = "cpu", synchronize: Callable[[], None
         return WallClock(synchronize)
     if device.type == "cuda":
         return CudaEventClock(device)
-    return WallClock()
+    if device.type == "cpu":
+        return WallClock()
+    # any other accelerator (MPS, XPU...): wall time, read only after the device's queue drains
+    from rnnbench.devices import synchronize
+    return WallClock(lambda: synchronize(device))
 
 
 def timer_resolution(clock=None, reads: int = 200) -> float:
