@@ -292,3 +292,39 @@ def test_other_accelerators_sync_before_the_clock(monkeypatch):
     clock.stop()
     assert calls == ["mps", "mps"]
     assert isinstance(clock_for("cpu"), WallClock) and clock_for("cpu").sync() is None
+
+
+class _ScriptedTimer:
+    """Hands out prepared measurements, one per call, as a busy-then-quiet machine would."""
+
+    def __init__(self, busy_shares):
+        self.shares = list(busy_shares)
+        self.calls = 0
+
+    def measure(self, fn, xs):
+        share = self.shares[self.calls]
+        self.calls += 1
+        return TimingStats([1.0 + share] * 5, others_cpu=share, steal_cpu=0.0)
+
+
+@pytest.mark.parametrize("shares,retries,calls,kept,used", [
+    ([0.0], 2, 1, 0.0, 0),              # quiet: measured once
+    ([0.4, 0.01], 2, 2, 0.01, 1),       # busy, then quiet: the quiet one is kept
+    ([0.4, 0.3, 0.5], 2, 3, 0.3, 2),    # busy throughout: the quietest, and the row stays flagged
+    ([0.4], 0, 1, 0.4, 0),              # retries off
+])
+def test_busy_measurements_are_retried(shares, retries, calls, kept, used):
+    from rnnbench.bench.speed import measure_quietly
+
+    timer = _ScriptedTimer(shares)
+    stats, n = measure_quietly(timer, None, None, retries)
+    assert (timer.calls, stats.others_cpu, n) == (calls, kept, used)
+    assert any(w.startswith("busy:") for w in stats.warnings) == (kept > BUSY_LIMIT)
+
+
+def test_retries_are_shared_by_the_measurements_of_one_case():
+    from rnnbench.bench.speed import measure_quietly
+
+    timer = _ScriptedTimer([0.4, 0.4, 0.4])
+    _, used = measure_quietly(timer, None, None, 2, used=1)
+    assert used == 2 and timer.calls == 2
