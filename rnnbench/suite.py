@@ -30,6 +30,12 @@ A suite file::
     form = "canonical"
     backend = "native"
 
+    [[target]]                        # what the results must show (rnnbench/targets.py)
+    name = "fused at least 1.5x eager"
+    where = { variant = "irc", backend = "fused" }
+    than = { backend = "eager" }
+    speedup = 1.5
+
 Cases a cell cannot take (N ≠ M for cells whose feedback is elementwise, a form the zoo does not
 have) are dropped with a note rather than kept as `unsupported` rows: they are not cases of the
 cell at all, and `rnnbench plan` lists the notes. A backend that cannot run a case is different:
@@ -64,7 +70,7 @@ AXES: dict[str, object] = {
     "mode": "fwd+bwd", "dtype": "float32", "device": "cpu", "batch": None, "seq_len": None,
     "input_size": None, "hidden_size": None, "layers": 1,
 }
-TOP_KEYS = ("meta", "axes", "settings", "options", "exclude", "include")
+TOP_KEYS = ("meta", "axes", "settings", "options", "exclude", "include", "target")
 META_KEYS = ("name", "description", "title", "bench")
 
 
@@ -76,6 +82,7 @@ class Suite:
     settings: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what was dropped, and why
+    targets: list = field(default_factory=list)     # rnnbench.targets.Target, judged on results
 
     def with_device(self, device: str) -> Suite:
         """Every case on one device (run/plan --device): e.g. the GPU suite on a CPU."""
@@ -309,7 +316,12 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
     notes = _drop_notes(dropped) + notes
     if dup:
         notes.append(f"{dup} case(s) listed more than once (e.g. by an include) kept once")
-    return Suite(name, Path(path), unique, dict(settings), dict(meta), notes)
+    from rnnbench.targets import parse_targets
+    targets = parse_targets(data.get("target"), path)
+    judged = {t.name for t in targets for c in unique if t.matches(c.row())}
+    notes += [f"target {t.name!r} matches no speed case of the suite" for t in targets
+              if t.name not in judged]
+    return Suite(name, Path(path), unique, dict(settings), dict(meta), notes, targets)
 
 
 def _drop_notes(dropped: Counter) -> list[str]:

@@ -1,0 +1,237 @@
+"""Performance targets declared in a suite, judged on its results.
+
+A suite may state what its numbers must show, so a CI job or a reader checks the claim instead of
+eyeballing a table::
+
+    [[target]]
+    name = "fused IRC-GRU training step at least 1.5x faster than eager"
+    where = { cell = "gru", variant = "irc", backend = "fused" }   # the speed rows it judges
+    than = { backend = "eager" }         # the reference: the same case with these fields changed
+    speedup = 1.5                        # time(reference) / time(row) >= 1.5
+
+    [[target]]
+    name = "eager GRU forward within 1.5x of torch.nn.GRU"
+    where = { cell = "gru", form = "canonical", backend = "eager", mode = "fwd" }
+    than = { backend = "native" }
+    max_slowdown = 1.5                   # time(row) / time(reference) <= 1.5
+
+    [[target]]
+    name = "a step under 4 us"
+    where = { backend = "triton", hidden_size = 1024 }
+    max_time_per_step_s = 4e-6           # time_s_median / seq_len <= 4e-6
+
+Every row matching ``where`` (a value or a list of values per case field) is one check. The
+reference row is found by case key, so it must have been measured in the same file (the same run,
+by the project's rule for comparing speeds: ratios taken in one run). A check passes, misses, or
+cannot be judged (`missing`: a row or its reference absent or not `ok`). A check whose rows were
+timed on a busy machine (a `busy:` warning from the timing harness) keeps its verdict but is
+marked, because then the ratio says more about the neighbours than about the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from rnnbench.errors import ConfigError
+from rnnbench.results import CASE_FIELDS, Row
+
+TARGET_KEYS = ("name", "where", "than", "speedup", "max_slowdown", "max_time_per_step_s", "metric")
+KINDS = ("speedup", "max_slowdown", "max_time_per_step_s")
+VERDICTS = ("pass", "miss", "missing")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    where: tuple[tuple[str, tuple], ...]       # (field, allowed values)
+    than: tuple[tuple[str, object], ...] = ()  # fields that turn a row into its reference
+    speedup: float | None = None
+    max_slowdown: float | None = None
+    max_time_per_step_s: float | None = None
+    metric: str = "time_s_median"
+
+    def matches(self, row: Row) -> bool:
+        return row.bench == "speed" and all(getattr(row, k) in vs for k, vs in self.where)
+
+    def reference_key(self, row: Row) -> str:
+        return dataclasses.replace(row, key="", **dict(self.than)).key
+
+    @property
+    def requirement(self) -> str:
+        ref = ", ".join(f"{k}={v}" for k, v in self.than)
+        if self.speedup is not None:
+            return f"speedup ≥ {self.speedup:g}× vs {ref}"
+        if self.max_slowdown is not None:
+            return f"time ≤ {self.max_slowdown:g}× that of {ref}"
+        return f"≤ {self.max_time_per_step_s * 1e6:g} µs/step"
+
+
+@dataclass
+class Check:
+    target: str
+    key: str
+    verdict: str                  # pass | miss | missing
+    measured: float | None = None  # the speedup, the slowdown, or seconds per step
+    required: str = ""
+    busy: bool = False
+    reason: str = ""
+
+
+def _field_value(field: str, v, where: str):
+    if field in ("batch", "seq_len", "input_size", "layers", "hidden_size"):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{where}: {field} must be a positive integer, got {v!r}")
+    elif not isinstance(v, str):
+        raise ConfigError(f"{where}: {field} must be a string, got {v!r}")
+    return v
+
+
+def _fields(raw, where: str, *, lists: bool) -> tuple:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be an inline table such as {{ backend = \"fused\" }}")
+    out = []
+    for k, v in raw.items():
+        if k not in CASE_FIELDS or k == "bench":
+            allowed = ", ".join(f for f in CASE_FIELDS if f != "bench")
+            raise ConfigError(f"{where}: unknown case field {k!r}; allowed: {allowed}")
+        if lists:
+            vs = v if isinstance(v, list) else [v]
+            if not vs:
+                raise ConfigError(f"{where}: {k} lists no values")
+            out.append((k, tuple(_field_value(k, x, where) for x in vs)))
+        else:
+            out.append((k, _field_value(k, v, where)))
+    return tuple(out)
+
+
+def _positive(v, where: str, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ConfigError(f"{where}: {key} must be a positive number, got {v!r}")
+    return float(v)
+
+
+def parse_targets(raw, path) -> list[Target]:
+    """The suite's ``[[target]]`` entries, validated: one clear line on the first problem."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: [[target]] must be an array of tables")
+    targets, names = [], set()
+    for i, t in enumerate(raw, 1):
+        where = f"{path}: [[target]] #{i}"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{where}: must be a table")
+        unknown = [k for k in t if k not in TARGET_KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(TARGET_KEYS)}")
+        name = t.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: needs a name")
+        if name in names:
+            raise ConfigError(f"{where}: name {name!r} is used twice")
+        names.add(name)
+        if "where" not in t:
+            raise ConfigError(f"{where}: needs where = {{ ... }}, the rows it judges")
+        kinds = [k for k in KINDS if k in t]
+        if len(kinds) != 1:
+            raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)}")
+        metric = t.get("metric", "time_s_median")
+        if not isinstance(metric, str) or not metric.endswith("time_s_median"):
+            raise ConfigError(f"{where}: metric must be a *time_s_median metric, got {metric!r}")
+        kind = kinds[0]
+        bound = _positive(t[kind], where, kind)
+        relative = kind != "max_time_per_step_s"
+        if relative and "than" not in t:
+            raise ConfigError(f"{where}: {kind} needs than = {{ ... }}, the reference case")
+        if not relative and "than" in t:
+            raise ConfigError(f"{where}: than is for speedup and max_slowdown targets")
+        than = _fields(t["than"], where + " than", lists=False) if "than" in t else ()
+        if relative and not than:
+            raise ConfigError(f"{where}: than changes no field, so a row would be its own reference")
+        targets.append(Target(name=name, where=_fields(t["where"], where + " where", lists=True),
+                              than=than, metric=metric, **{kind: bound}))
+    return targets
+
+
+def _busy(row: Row) -> bool:
+    return any(str(w).startswith("busy:") or " busy:" in str(w) for w in row.warnings)
+
+
+def evaluate(targets: list[Target], rows: list[Row]) -> list[Check]:
+    """One check per (target, matching row), in the order of the targets and then of the rows."""
+    by_key = {r.key: r for r in rows}
+    checks = []
+    for t in targets:
+        hits = [r for r in rows if t.matches(r)]
+        if not hits:
+            checks.append(Check(t.name, "", "missing", required=t.requirement,
+                                reason="no result row matches `where`"))
+            continue
+        for r in hits:
+            checks.append(_check(t, r, by_key))
+    return checks
+
+
+def _check(t: Target, r: Row, by_key: dict[str, Row]) -> Check:
+    c = Check(t.name, r.key, "missing", required=t.requirement, busy=_busy(r))
+    value = r.metrics.get(t.metric)
+    if r.status != "ok" or not isinstance(value, (int, float)) or value <= 0:
+        c.reason = f"the row is {r.status}" + (f": {r.reason}" if r.reason else "")
+        return c
+    if t.max_time_per_step_s is not None:
+        c.measured = value / r.seq_len
+        c.verdict = "pass" if c.measured <= t.max_time_per_step_s else "miss"
+        return c
+    ref = by_key.get(t.reference_key(r))
+    if ref is None:
+        c.reason = f"no reference row {t.reference_key(r)}"
+        return c
+    ref_value = ref.metrics.get(t.metric)
+    if ref.status != "ok" or not isinstance(ref_value, (int, float)) or ref_value <= 0:
+        c.reason = f"the reference row is {ref.status}"
+        return c
+    c.busy = c.busy or _busy(ref)
+    if t.speedup is not None:
+        c.measured = ref_value / value
+        c.verdict = "pass" if c.measured >= t.speedup else "miss"
+    else:
+        c.measured = value / ref_value
+        c.verdict = "pass" if c.measured <= t.max_slowdown else "miss"
+    return c
+
+
+def _fmt_measured(t: Target | None, c: Check) -> str:
+    if c.measured is None:
+        return ""
+    if t is not None and t.max_time_per_step_s is not None:
+        return f"{c.measured * 1e6:.3g} µs/step"
+    return f"{c.measured:.3f}×"
+
+
+def table(targets: list[Target], checks: list[Check]):
+    """The checks as a Rich table: target, case, measured, required, verdict."""
+    from rich.table import Table
+
+    by_name = {t.name: t for t in targets}
+    tbl = Table(title="Targets")
+    for col in ("target", "case", "measured", "required", "verdict"):
+        tbl.add_column(col, justify="right" if col == "measured" else "left",
+                       overflow="fold")
+    style = {"pass": "green", "miss": "bold red", "missing": "yellow"}
+    for c in checks:
+        verdict = c.verdict.upper() if c.verdict == "miss" else c.verdict
+        if c.busy:
+            verdict += " (busy machine)"
+        if c.reason:
+            verdict += f": {c.reason}"
+        tbl.add_row(c.target, c.key, _fmt_measured(by_name.get(c.target), c), c.required,
+                    f"[{style[c.verdict]}]{verdict}[/]")
+    return tbl
+
+
+def summary(checks: list[Check]) -> str:
+    n = {v: sum(c.verdict == v for c in checks) for v in VERDICTS}
+    busy = sum(c.busy for c in checks)
+    return (f"{len(checks)} check(s): {n['pass']} pass, {n['miss']} miss, {n['missing']} missing"
+            + (f"; {busy} measured on a busy machine" if busy else ""))

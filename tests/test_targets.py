@@ -1,0 +1,166 @@
+"""Performance targets in suites (rnnbench/targets.py, `rnnbench targets`): parsing, every verdict
+computed by hand on made-up rows, the CLI's exit codes, and the shipped target suites."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnbench.cli import app
+from rnnbench.errors import ConfigError
+from rnnbench.results import ResultFile, Row, write_outputs
+from rnnbench.suite import load_suite, parse_suite
+from rnnbench.targets import evaluate, parse_targets
+
+runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parents[1] / "bench_configs"
+
+SUITE = """
+[meta]
+name = "t"
+bench = ["speed"]
+
+[axes]
+cell = ["gru"]
+variant = ["irc"]
+backend = ["eager", "fused"]
+batch = [2]
+seq_len = [4]
+input_equals_hidden = true
+hidden_size = [8]
+
+[[target]]
+name = "fused 1.5x"
+where = { backend = "fused" }
+than = { backend = "eager" }
+speedup = 1.5
+
+[[target]]
+name = "eager within 2x of fused"
+where = { backend = "eager" }
+than = { backend = "fused" }
+max_slowdown = 2
+
+[[target]]
+name = "fast steps"
+where = { backend = ["fused"], hidden_size = 8 }
+max_time_per_step_s = 0.01
+"""
+
+
+def _row(backend, t, *, status="ok", warnings=(), seq_len=4):
+    return Row(bench="speed", cell="gru", variant="irc", backend=backend, mode="fwd+bwd", batch=2,
+               seq_len=seq_len, input_size=8, hidden_size=8, layers=1,
+               metrics={"time_s_median": t} if t is not None else {}, status=status,
+               warnings=list(warnings))
+
+
+def _targets():
+    return parse_suite(__import__("tomllib").loads(SUITE), "t.toml").targets
+
+
+def test_verdicts_by_hand():
+    t = _targets()
+    checks = evaluate(t, [_row("eager", 0.030), _row("fused", 0.018)])
+    got = {(c.target, c.verdict): c.measured for c in checks}
+    assert got[("fused 1.5x", "pass")] == pytest.approx(0.030 / 0.018)       # 1.67 ≥ 1.5
+    assert got[("eager within 2x of fused", "pass")] == pytest.approx(0.030 / 0.018)
+    assert got[("fast steps", "pass")] == pytest.approx(0.018 / 4)            # 4.5 ms ≤ 10 ms
+
+    checks = evaluate(t, [_row("eager", 0.030), _row("fused", 0.025)])
+    assert [c.verdict for c in checks] == ["miss", "pass", "pass"]            # 1.2 < 1.5
+    checks = evaluate(t, [_row("eager", 0.090), _row("fused", 0.041)])
+    assert [c.verdict for c in checks] == ["pass", "miss", "miss"]            # 2.2 > 2; 10.25 ms
+
+
+def test_missing_rows_references_and_failed_rows():
+    t = _targets()
+    checks = evaluate(t, [_row("fused", 0.01)])
+    assert checks[0].verdict == "missing" and "no reference row" in checks[0].reason
+    assert checks[1].verdict == "missing" and "no result row matches" in checks[1].reason
+    checks = evaluate(t, [_row("eager", None, status="unsupported"), _row("fused", 0.01)])
+    assert checks[0].verdict == "missing" and "reference row is unsupported" in checks[0].reason
+    assert checks[1].verdict == "missing" and "the row is unsupported" in checks[1].reason
+
+
+def test_busy_rows_are_marked_not_hidden():
+    t = _targets()[:1]
+    checks = evaluate(t, [_row("eager", 0.03, warnings=["busy: other processes used 40% ..."]),
+                          _row("fused", 0.01)])
+    assert checks[0].verdict == "pass" and checks[0].busy
+
+
+@pytest.mark.parametrize("entry,msg", [
+    ('name = "x"\nwhere = { backend = "fused" }', "exactly one of"),
+    ('name = "x"\nwhere = { backend = "fused" }\nspeedup = 2', "needs than"),
+    ('name = "x"\nwhere = { backend = "fused" }\nspeedup = 2\nthan = {}', "changes no field"),
+    ('name = "x"\nwhere = { backend = "fused" }\nspeedup = -1\nthan = { backend = "eager" }',
+     "positive number"),
+    ('name = "x"\nwhere = { colour = "red" }\nmax_time_per_step_s = 1', "unknown case field 'colour'"),
+    ('name = "x"\nwhere = { batch = "two" }\nmax_time_per_step_s = 1', "positive integer"),
+    ('name = "x"\nwhere = { backend = "fused" }\nmax_time_per_step_s = 1\nthan = { backend = "eager" }',
+     "than is for"),
+    ('where = { backend = "fused" }\nmax_time_per_step_s = 1', "needs a name"),
+    ('name = "x"\nwhere = { backend = "fused" }\nmax_time_per_step_s = 1\nspeed = 3', "unknown key"),
+])
+def test_bad_targets_name_the_problem(entry, msg):
+    import tomllib
+    raw = tomllib.loads("[[target]]\n" + entry)["target"]
+    with pytest.raises(ConfigError, match=msg):
+        parse_targets(raw, "s.toml")
+
+
+def test_a_target_matching_no_case_is_noted():
+    text = SUITE.replace('where = { backend = ["fused"], hidden_size = 8 }',
+                         'where = { backend = ["fused"], hidden_size = 9 }')
+    s = parse_suite(__import__("tomllib").loads(text), "t.toml")
+    assert any("'fast steps' matches no speed case" in n for n in s.notes)
+
+
+def test_cli_exit_codes(tmp_path):
+    suite = tmp_path / "t.toml"
+    suite.write_text(SUITE)
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    write_outputs(ResultFile({}, {}, [_row("eager", 0.03), _row("fused", 0.018)]), json_path=good)
+    write_outputs(ResultFile({}, {}, [_row("eager", 0.03), _row("fused", 0.025)]), json_path=bad)
+    r = runner.invoke(app, ["targets", str(suite), str(good)])
+    assert r.exit_code == 0, r.output
+    assert "3 check(s): 3 pass, 0 miss, 0 missing" in r.output
+    r = runner.invoke(app, ["targets", str(suite), str(bad)])
+    assert r.exit_code == 1 and "1 miss" in r.output
+    r = runner.invoke(app, ["targets", str(CONFIGS / "quick.toml"), str(good)])
+    assert r.exit_code == 2 and "declares no [[target]]" in r.output
+    r = runner.invoke(app, ["targets", str(suite), str(tmp_path / "none.json")])
+    assert r.exit_code == 2 and "no such result file" in r.output
+
+
+@pytest.mark.parametrize("name", ["targets_cpu.toml", "targets_gpu.toml"])
+def test_shipped_target_suites_judge_their_own_cases(name):
+    s = load_suite(CONFIGS / name)
+    assert s.targets
+    assert not [n for n in s.notes if "matches no speed case" in n]
+    # every relative target finds its reference among the suite's own cases
+    keys = {c.key for c in s.cases}
+    for t in s.targets:
+        for c in s.cases:
+            if t.matches(c.row()) and t.than:
+                assert t.reference_key(c.row()) in keys, (t.name, c.key)
+
+
+def test_run_then_targets_end_to_end(tmp_path):
+    """A real (tiny) run: the verdicts come from measured rows; the check is that every target is
+    judged (pass or miss), none left missing."""
+    suite = tmp_path / "t.toml"
+    suite.write_text(SUITE + textwrap.dedent("""
+        [settings.speed]
+        min_run_time = 0.02
+        """))
+    out = tmp_path / "r.json"
+    r = runner.invoke(app, ["run", str(suite), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["targets", str(suite), str(out)])
+    assert r.exit_code in (0, 1), r.output
+    assert "0 missing" in r.output
