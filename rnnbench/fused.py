@@ -437,7 +437,7 @@ class RegulatedRecurrence(torch.autograd.Function):
         else:
             rec.bind(gx, x, params)
             BA = A * beta if fam.has_beta else None
-            # stored: each step's gates land in the saved buffer; else one scratch buffer
+            # storing costs nothing in the loop: the gates are written where the backward reads them
             S_all = wx.new_empty(T, B, GM) if store else None
             Pbuf = wx.new_empty(B, GM)
             h = h0
@@ -689,7 +689,9 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     if impl == "triton":
         wx = wx.contiguous()
         params = tuple(p.contiguous() for p in params)
-    store = resolve_gates(gates, impl, x.device)
+    # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
+    store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
+        x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
     out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, beta, *params)
     finals = (out[-1], cT) if fam.has_c else (out[-1],)
     return cell.finish(out), finals

@@ -124,6 +124,10 @@ def test_stored_gates_cost_exactly_their_bytes():
     store = _saved_bytes(lambda: fused_forward(stack, x, gates="store"))
     recompute = _saved_bytes(lambda: fused_forward(stack, x, gates="recompute"))
     assert store - recompute == T * B * 2 * M * 8
+    # no backward to come: nothing to store, whatever was asked
+    with torch.no_grad():
+        assert _saved_bytes(lambda: fused_forward(stack, x, gates="store")) == 0
+    assert _saved_bytes(lambda: fused_forward(stack.requires_grad_(False), x, gates="store")) == 0
 
 
 def test_gates_auto_and_refusals():
@@ -138,27 +142,29 @@ def test_gates_auto_and_refusals():
         resolve_gates("sometimes", "torch", "cpu")
 
 
+@pytest.mark.parametrize("gates", ["store", "recompute"])
 @pytest.mark.parametrize("T,B", SHAPES)
 @pytest.mark.parametrize("variant,fold", PATHS)
 @pytest.mark.parametrize("family", FAMS)
-def test_fused_float32_within_1e4_of_float64_eager(family, variant, fold, T, B):
+def test_fused_float32_within_1e4_of_float64_eager(family, variant, fold, T, B, gates):
     stack, N = _build(family, variant, torch.float64)
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = _random_state(stack, B, torch.float64)
     ref = _run(stack, x, state, _eager)
     s32 = copy.deepcopy(stack).float()
     got = _run(s32, x.float(), [tuple(t.float() for t in st) for st in state],
-               lambda s, x, st: fused_forward(s, x, st, fold=fold))
+               lambda s, x, st: fused_forward(s, x, st, fold=fold, gates=gates))
     _compare(got, ref, 1e-4)
 
 
+@pytest.mark.parametrize("gates", ["store", "recompute"])
 @pytest.mark.parametrize("family", ["gru", "lstm", "sru", "fastgrnn"])
-def test_ihc_gamma_on_feedback(family):
+def test_ihc_gamma_on_feedback(family, gates):
     stack, N = _build(family, "ihc", torch.float64, gamma_input="feedback")
     x = torch.randn(7, 3, N, dtype=torch.float64)
     state = _random_state(stack, 3, torch.float64)
     ref = _run(stack, x, state, _eager)
-    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st))
+    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, gates=gates))
     _compare(got, ref, 1e-10)
 
 
@@ -187,9 +193,10 @@ def test_default_state_batch_first_and_no_grad():
     assert _rel(out_bf.transpose(0, 1), ref_out) < 1e-12
 
 
+@pytest.mark.parametrize("gates", ["store", "recompute"])
 @pytest.mark.parametrize("family,variant", [("gru", "irc"), ("lstm", "ihc"), ("sru", "irc"),
                                             ("fastgrnn", "irc")])
-def test_gradcheck(family, variant):
+def test_gradcheck(family, variant, gates):
     torch.manual_seed(0)
     spec = get(family, variant)
     N, M = (3, 3) if spec.requires_square else (3, 2)
@@ -198,19 +205,20 @@ def test_gradcheck(family, variant):
     params = list(stack.parameters())
 
     def f(x, *ps):
-        out, finals = fused_forward(stack, x)
+        out, finals = fused_forward(stack, x, gates=gates)
         return out, *finals[0]
 
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7)
 
 
-def test_bfloat16_runs_close():
+@pytest.mark.parametrize("gates", ["store", "recompute"])
+def test_bfloat16_runs_close(gates):
     stack, N = _build("gru", "irc", torch.float32)
     x = torch.randn(7, 3, N).bfloat16()
     st = [tuple(t.bfloat16() for t in s) for s in _random_state(stack, 3, torch.float32)]
     ref = _run(stack, x.float(), [tuple(t.float() for t in s) for s in st], _eager)
     got = _run(copy.deepcopy(stack).to(torch.bfloat16), x, st,
-               lambda s, x, st: fused_forward(s, x, st))
+               lambda s, x, st: fused_forward(s, x, st, gates=gates))
     assert got["out"].dtype == torch.bfloat16
     _compare(got, ref, 5e-2)
 
