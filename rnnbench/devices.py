@@ -48,8 +48,11 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+    elif device.type != "cpu":
+        # mps, xpu, ...: each backend module has its own synchronize
+        sync = getattr(getattr(torch, device.type, None), "synchronize", None)
+        if sync is not None:
+            sync()
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:

@@ -137,11 +137,6 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     return case.row(metrics=metrics, warnings=warnings)
 
 
-def _busyness(stats: TimingStats) -> float | None:
-    shares = [v for v in (stats.others_cpu, stats.steal_cpu) if v is not None]
-    return sum(shares) if shares else None
-
-
 def measure_quietly(timer: Timer, fn, xs, retries: int, used: int = 0) -> tuple[TimingStats, int]:
     """Measure; while other processes (or the hypervisor) took more than BUSY_LIMIT of the CPUs,
     measure again, up to ``retries`` times in all for the case (``used`` so far). Keep the
@@ -149,12 +144,12 @@ def measure_quietly(timer: Timer, fn, xs, retries: int, used: int = 0) -> tuple[
     that stays busy says so in its warnings. Returns (stats, retries used)."""
     best = timer.measure(fn, xs)
     while used < retries:
-        b = _busyness(best)
+        b = best.busy_share
         if b is None or b <= BUSY_LIMIT:
             break
         used += 1
         again = timer.measure(fn, xs)
-        if (_busyness(again) or 0.0) < b:
+        if (again.busy_share or 0.0) < b:
             best = again
     return best, used
 

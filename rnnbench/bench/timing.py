@@ -26,6 +26,7 @@ the two middle ones for an even count); quartiles use linear interpolation betwe
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,15 +112,20 @@ class TimingStats:
         if self.spread > SPREAD_LIMIT:
             out.append(f"noisy: IQR is {100 * self.spread:.0f}% of the median "
                        f"(over {100 * SPREAD_LIMIT:.0f}%); is the machine busy?")
-        busy = []
-        if self.others_cpu is not None and self.others_cpu > BUSY_LIMIT:
-            busy.append(f"other processes used {100 * self.others_cpu:.0f}%")
-        if self.steal_cpu is not None and self.steal_cpu > BUSY_LIMIT:
-            busy.append(f"the hypervisor stole {100 * self.steal_cpu:.0f}%")
-        if busy:
-            out.append(f"busy: {' and '.join(busy)} of the CPUs while this was timed "
-                       f"(over {100 * BUSY_LIMIT:.0f}%); not an idle machine")
+        busy = self.busy_share
+        if busy is not None and busy > BUSY_LIMIT:
+            parts = [f"other processes used {100 * (self.others_cpu or 0):.0f}%"]
+            if self.steal_cpu:
+                parts.append(f"the hypervisor stole {100 * self.steal_cpu:.0f}%")
+            out.append(f"busy: {' and '.join(parts)} of this process's CPUs while this was timed "
+                       f"(over {100 * BUSY_LIMIT:.0f}% together); not an idle machine")
         return out
+
+    @property
+    def busy_share(self) -> float | None:
+        """Others' use plus the hypervisor's steal, as a share of the CPUs we may run on."""
+        shares = [v for v in (self.others_cpu, self.steal_cpu) if v is not None]
+        return sum(shares) if shares else None
 
     def metrics(self, prefix: str = "time_s") -> dict:
         return {
@@ -138,57 +144,78 @@ class TimingStats:
 
 
 # -- the machine while we measure ------------------------------------------------------------------
-def _proc_stat() -> tuple[int, int, int] | None:
-    """(busy, steal, total) jiffies over all CPUs from /proc/stat, or None off Linux."""
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _proc_stat(cpus: set[int] | None = None) -> tuple[int, int, int] | None:
+    """(busy, steal, total) clock ticks summed over ``cpus`` (all CPUs if None) from /proc/stat,
+    or None off Linux."""
     try:
         with open("/proc/stat") as f:
-            first = f.readline().split()
+            lines = [ln.split() for ln in f if ln.startswith("cpu")]
     except OSError:
         return None
-    if not first or first[0] != "cpu":
-        return None
-    v = [int(x) for x in first[1:]]
-    v += [0] * (8 - len(v))
-    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
-    # guest time is already inside user/nice: the later columns are not added again
-    return user + nice + system + irq + softirq, steal, sum(v[:8])
+    busy = steal = total = 0
+    seen = False
+    for fields in lines:
+        name = fields[0]
+        if cpus is None:
+            if name != "cpu":
+                continue
+        elif name == "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        v = [int(x) for x in fields[1:9]]
+        v += [0] * (8 - len(v))
+        user, nice, system, idle, iowait, irq, softirq, st = v
+        # guest time is already inside user/nice, so the columns after steal are not added
+        busy += user + nice + system + irq + softirq
+        steal += st
+        total += sum(v)
+        seen = True
+    return (busy, steal, total) if seen else None
 
 
 class CpuWatch:
-    """How much of the machine others used between :meth:`start` and :meth:`stop`.
+    """How much of the CPUs this process may run on others used between :meth:`start` and
+    :meth:`stop`.
 
-    The kernel's counters (/proc/stat, all CPUs, in clock ticks) give the machine's busy and stolen
-    time; this process's own CPU time (all its threads, ``os.times``) is subtracted from the busy
-    part. Both shares are of the machine's whole capacity (wall time × CPUs). Resolution is a clock
-    tick (10 ms), so a window under ~0.2 s reads nothing and gives None.
+    The kernel's per-CPU counters (/proc/stat, clock ticks) over the CPUs of this process's
+    affinity give their busy and stolen time; this process's own CPU time (all its threads,
+    ``os.times``) is subtracted from the busy part. Both shares are of those CPUs' capacity (wall
+    time × CPUs), so a neighbour on CPUs we never use does not count. A container's CPU quota is
+    not seen. Counters tick every 10 ms, so a window under 0.2 s of wall time gives None.
     """
 
     def __init__(self):
-        import os
-        self._os = os
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._cpus = _allowed_cpus()
         self._t0 = None
 
     def _own(self) -> float:
-        t = self._os.times()
+        t = os.times()
         return t.user + t.system
 
     def start(self) -> None:
-        self._t0 = (_proc_stat(), self._own())
+        self._t0 = (_proc_stat(self._cpus), self._own())
 
     def stop(self) -> tuple[float | None, float | None]:
         if self._t0 is None or self._t0[0] is None:
             return None, None
-        end = _proc_stat()
+        end = _proc_stat(self._cpus)
         if end is None:
             return None, None
         (b0, s0, tot0), own0 = self._t0
         b1, s1, tot1 = end
-        total = (tot1 - tot0) / self._hz
-        if total < 0.2:
+        capacity = (tot1 - tot0) / self._hz                 # CPU-seconds of the watched CPUs
+        n = len(self._cpus) if self._cpus else (os.cpu_count() or 1)
+        if capacity / n < 0.2:
             return None, None
         others = max(0.0, (b1 - b0) / self._hz - (self._own() - own0))
-        return min(1.0, others / total), (s1 - s0) / self._hz / total
+        return min(1.0, others / capacity), (s1 - s0) / self._hz / capacity
 
 
 # -- clocks ----------------------------------------------------------------------------------------
