@@ -321,6 +321,13 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
     judged = {t.name for t in targets for c in unique if t.matches(c.row())}
     notes += [f"target {t.name!r} matches no speed case of the suite" for t in targets
               if t.name not in judged]
+    keys = {c.key for c in unique}
+    for t in targets:
+        lost = [c for c in unique if t.than and t.matches(c.row())
+                and not keys.intersection(t.reference_keys(c.row()))]
+        if lost:
+            notes.append(f"target {t.name!r}: no reference case in the suite for {len(lost)} "
+                         f"case(s), e.g. {t.reference_key(lost[0].row())}")
     return Suite(name, Path(path), unique, dict(settings), dict(meta), notes, targets)
 
 

@@ -20,9 +20,11 @@ eyeballing a table::
     where = { backend = "triton", hidden_size = 1024 }
     max_time_per_step_s = 4e-6           # time_s_median / seq_len <= 4e-6
 
-Every row matching ``where`` (a value or a list of values per case field) is one check. The
-reference row is found by case key, so it must have been measured in the same file (the same run,
-by the project's rule for comparing speeds: ratios taken in one run). A check passes, misses, or
+Every row matching ``where`` (a value or a list of values per case field; a per-layer hidden size
+is a list inside the list, ``hidden_size = [[400, 1150]]``) is one check. The reference row is found
+by case key in the same result file and on the same machine (the project's rule for comparing
+speeds: ratios taken in one run); cell options the reference cell does not take (an IHC Γ reading
+against a baseline) drop out of its key. A check passes, misses, or
 cannot be judged (`missing`: a row or its reference absent or not `ok`). A check whose rows were
 timed on a busy machine (a `busy:` warning from the timing harness) keeps its verdict but is
 marked, because then the ratio says more about the neighbours than about the code.
@@ -52,10 +54,18 @@ class Target:
     metric: str = "time_s_median"
 
     def matches(self, row: Row) -> bool:
-        return row.bench == "speed" and all(getattr(row, k) in vs for k, vs in self.where)
+        return row.bench == "speed" and all(_norm(getattr(row, k)) in vs for k, vs in self.where)
 
     def reference_key(self, row: Row) -> str:
         return dataclasses.replace(row, key="", **dict(self.than)).key
+
+    def reference_keys(self, row: Row) -> list[str]:
+        """The reference's key with the row's cell options, then without them."""
+        keys = [self.reference_key(row)]
+        if row.labels.get("options"):
+            labels = {k: v for k, v in row.labels.items() if k != "options"}
+            keys.append(dataclasses.replace(row, key="", labels=labels, **dict(self.than)).key)
+        return keys
 
     @property
     def requirement(self) -> str:
@@ -78,7 +88,15 @@ class Check:
     reason: str = ""
 
 
+def _norm(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
 def _field_value(field: str, v, where: str):
+    if field == "hidden_size" and isinstance(v, list):
+        if not v or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v):
+            raise ConfigError(f"{where}: a per-layer hidden_size must list positive integers, got {v!r}")
+        return tuple(v)
     if field in ("batch", "seq_len", "input_size", "layers", "hidden_size"):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{where}: {field} must be a positive integer, got {v!r}")
@@ -137,8 +155,9 @@ def parse_targets(raw, path) -> list[Target]:
         if len(kinds) != 1:
             raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)}")
         metric = t.get("metric", "time_s_median")
-        if not isinstance(metric, str) or not metric.endswith("time_s_median"):
-            raise ConfigError(f"{where}: metric must be a *time_s_median metric, got {metric!r}")
+        if not isinstance(metric, str) or not (metric.startswith("time_s") and metric.endswith("_median")):
+            raise ConfigError(f"{where}: metric must be a median time such as time_s_median or "
+                              f"time_s_fwd_bwd_median, got {metric!r}")
         kind = kinds[0]
         bound = _positive(t[kind], where, kind)
         relative = kind != "max_time_per_step_s"
@@ -155,12 +174,15 @@ def parse_targets(raw, path) -> list[Target]:
 
 
 def _busy(row: Row) -> bool:
-    return any(str(w).startswith("busy:") or " busy:" in str(w) for w in row.warnings)
+    warnings = [row.warnings] if isinstance(row.warnings, str) else row.warnings or []
+    return any(str(w).startswith("busy:") or " busy:" in str(w) for w in warnings)
 
 
 def evaluate(targets: list[Target], rows: list[Row]) -> list[Check]:
-    """One check per (target, matching row), in the order of the targets and then of the rows."""
-    by_key = {r.key: r for r in rows}
+    """One check per (target, matching row) of ONE result file, in the order of the targets and
+    then of the rows. A merged file's machines are judged apart: a reference comes from the
+    row's own machine."""
+    by_key = {(r.labels.get("machine", ""), r.key): r for r in rows}
     checks = []
     for t in targets:
         hits = [r for r in rows if t.matches(r)]
@@ -169,27 +191,35 @@ def evaluate(targets: list[Target], rows: list[Row]) -> list[Check]:
                                 reason="no result row matches `where`"))
             continue
         for r in hits:
-            checks.append(_check(t, r, by_key))
+            machine = r.labels.get("machine", "")
+            checks.append(_check(t, r, {k: v for (m, k), v in by_key.items() if m == machine}))
     return checks
 
 
 def _check(t: Target, r: Row, by_key: dict[str, Row]) -> Check:
     c = Check(t.name, r.key, "missing", required=t.requirement, busy=_busy(r))
     value = r.metrics.get(t.metric)
-    if r.status != "ok" or not isinstance(value, (int, float)) or value <= 0:
+    if r.status != "ok":
         c.reason = f"the row is {r.status}" + (f": {r.reason}" if r.reason else "")
         return c
+    if not _positive_number(value):
+        c.reason = f"the row has no {t.metric}"
+        return c
     if t.max_time_per_step_s is not None:
+        if not (isinstance(r.seq_len, int) and r.seq_len > 0):
+            c.reason = "the row has no sequence length"
+            return c
         c.measured = value / r.seq_len
         c.verdict = "pass" if c.measured <= t.max_time_per_step_s else "miss"
         return c
-    ref = by_key.get(t.reference_key(r))
+    ref = next((by_key[k] for k in t.reference_keys(r) if k in by_key), None)
     if ref is None:
         c.reason = f"no reference row {t.reference_key(r)}"
         return c
     ref_value = ref.metrics.get(t.metric)
-    if ref.status != "ok" or not isinstance(ref_value, (int, float)) or ref_value <= 0:
-        c.reason = f"the reference row is {ref.status}"
+    if ref.status != "ok" or not _positive_number(ref_value):
+        c.reason = f"the reference row is {ref.status}" if ref.status != "ok" else \
+            f"the reference row has no {t.metric}"
         return c
     c.busy = c.busy or _busy(ref)
     if t.speedup is not None:
@@ -199,6 +229,10 @@ def _check(t: Target, r: Row, by_key: dict[str, Row]) -> Check:
         c.measured = value / ref_value
         c.verdict = "pass" if c.measured <= t.max_slowdown else "miss"
     return c
+
+
+def _positive_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 
 
 def _fmt_measured(t: Target | None, c: Check) -> str:

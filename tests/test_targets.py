@@ -164,3 +164,68 @@ def test_run_then_targets_end_to_end(tmp_path):
     r = runner.invoke(app, ["targets", str(suite), str(out)])
     assert r.exit_code in (0, 1), r.output
     assert "0 missing" in r.output
+
+
+def test_each_file_is_judged_on_its_own(tmp_path):
+    """A fast row of one run must not meet a slow reference of another."""
+    suite = tmp_path / "t.toml"
+    suite.write_text(SUITE)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    write_outputs(ResultFile({}, {}, [_row("eager", 0.030), _row("fused", 0.018)]), json_path=a)
+    write_outputs(ResultFile({}, {}, [_row("eager", 0.100), _row("fused", 0.090)]), json_path=b)
+    r = runner.invoke(app, ["targets", str(suite), str(a), str(b)])
+    assert "1.667×" in r.output and "1.111×" in r.output and "5.556×" not in r.output
+    assert r.exit_code == 1                      # b's 1.11× misses 1.5×
+
+
+def test_machines_of_a_merged_file_are_judged_apart():
+    t = _targets()[:1]
+    rows = [_row("eager", 0.030), _row("fused", 0.018), _row("eager", 0.100), _row("fused", 0.090)]
+    for r, m in zip(rows, ["m1", "m1", "m2", "m2"]):
+        r.labels["machine"] = m
+    assert [round(c.measured, 3) for c in evaluate(t, rows)] == [1.667, 1.111]
+
+
+def test_reference_without_the_rows_cell_options():
+    """IHC rows carry gamma_input=feedback; their baseline reference takes no such option."""
+    t = parse_targets([{"name": "ihc vs baseline", "where": {"variant": "ihc"},
+                        "than": {"variant": "baseline"}, "max_slowdown": 2}], "s.toml")
+    ihc = Row(bench="speed", cell="gru", variant="ihc", backend="eager", mode="fwd+bwd", batch=2,
+              seq_len=4, input_size=8, hidden_size=8, layers=1, metrics={"time_s_median": 0.03},
+              labels={"options": "gamma_input=feedback"})
+    base = Row(bench="speed", cell="gru", variant="baseline", backend="eager", mode="fwd+bwd",
+               batch=2, seq_len=4, input_size=8, hidden_size=8, layers=1,
+               metrics={"time_s_median": 0.02})
+    (c,) = evaluate(t, [ihc, base])
+    assert c.verdict == "pass" and c.measured == pytest.approx(1.5)
+
+
+def test_rows_missing_what_a_target_needs_are_missing_not_crashes():
+    t = _targets()
+    no_len = _row("fused", 0.01, seq_len=None)
+    checks = evaluate(t, [_row("eager", 0.03), no_len])
+    assert checks[-1].verdict == "missing" and "no sequence length" in checks[-1].reason
+    no_metric = _row("fused", None)
+    checks = evaluate(t, [_row("eager", 0.03), no_metric])
+    assert checks[0].verdict == "missing" and "has no time_s_median" in checks[0].reason
+    stringy = _row("eager", 0.03)
+    stringy.warnings = "busy: other processes used 40%"
+    assert evaluate(t[:1], [stringy, _row("fused", 0.01)])[0].busy
+
+
+def test_per_layer_hidden_sizes_can_be_selected():
+    t = parse_targets([{"name": "deep", "where": {"hidden_size": [[8, 16]]},
+                        "max_time_per_step_s": 1.0}], "s.toml")
+    deep = Row(bench="speed", cell="gru", variant="irc", backend="eager", mode="fwd+bwd", batch=2,
+               seq_len=4, input_size=8, hidden_size=[8, 16], layers=2,
+               metrics={"time_s_median": 0.4})
+    assert [c.verdict for c in evaluate(t, [deep, _row("eager", 0.4)])] == ["pass"]
+    with pytest.raises(ConfigError, match="metric must be a median time"):
+        parse_targets([{"name": "x", "where": {}, "max_time_per_step_s": 1, "metric": "time_s_medain"}],
+                      "s.toml")
+
+
+def test_a_reference_the_suite_never_measures_is_noted():
+    text = SUITE.replace('than = { backend = "eager" }', 'than = { backend = "compile" }')
+    s = parse_suite(__import__("tomllib").loads(text), "t.toml")
+    assert any("'fused 1.5x': no reference case in the suite" in n for n in s.notes)
