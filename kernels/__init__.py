@@ -1,17 +1,22 @@
-"""Triton kernels for the IRC step of every IRC cell family (the `triton` backend).
+"""Triton kernels for the recurrence of every IRC/IHC cell family (the `triton` backend).
 
 Nothing here imports Triton until a kernel is used: :func:`available` says whether the kernels can
 run (a CUDA device, or the Triton interpreter with ``TRITON_INTERPRET=1`` on CPU tensors), and why
 not. The kernels live in :mod:`kernels.irc_triton`; rnnbench/fused.py binds them into autograd.
 
-Entry points (called by rnnbench.fused with the folded recurrence R = W_g·diag(α)·U_V):
+Entry points, called by rnnbench.fused:
 
-* :func:`irc_forward`  - the time loop of one layer: fills out (T,B,M) and C (T+1,B,M).
-* :func:`irc_backward` - the reverse loop: fills dWX = [δ_t | d a_t] (T,B,(G+1)M); returns dh0, dc0, dx.
+* :func:`irc_forward`  - the time loop of one folded IRC layer (R = W_g·diag(α)·U_V): fills out
+  (T,B,M) and C (T+1,B,M).
+* :func:`irc_backward` - its reverse loop: fills dWX = [δ_t | d a_t] (T,B,(G+1)M); returns dh0, dc0, dx.
+* :func:`two_product_forward` / :func:`two_product_backward` - the same for the recurrences with an
+  N-wide intermediate d_t between h_{t-1} and the gates: unfolded IRC and every IHC cell. Two
+  launches per step, one per product; always per step (:data:`MODE` does not apply).
 
-Which loop runs is :data:`MODE`: ``"step"`` (one fused launch per time step, any M), ``"persistent"``
-(one launch for the whole sequence, each program owns a block of batch rows and all M columns and
-keeps h, c and R on chip; M up to :data:`PERSISTENT_MAX_M`), or ``"auto"`` (persistent when it fits).
+Which folded loop runs is :data:`MODE`: ``"step"`` (one fused launch per time step, any M),
+``"persistent"`` (one launch for the whole sequence, each program owns a block of batch rows and all
+M columns and keeps h, c and R on chip; M up to :data:`PERSISTENT_MAX_M`), or ``"auto"`` (persistent
+when it fits).
 """
 
 from __future__ import annotations
@@ -128,3 +133,14 @@ def irc_backward(family: str, R, wx, x, h0, out, C, beta, dout, dcT, dWX):
     """The reverse loop of one IRC layer; see kernels.irc_triton.irc_backward."""
     return _module().irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX,
                                   mode=pick_mode(h0.shape[-1]))
+
+
+def two_product_forward(family: str, wx, x, h0, C, beta, out, **operands) -> None:
+    """Run one unfolded-IRC or IHC layer forward; see kernels.irc_triton.two_product_forward."""
+    return _module().two_product_forward(family, wx, x, h0, C, beta, out, **operands)
+
+
+def two_product_backward(family: str, wx, x, h0, out, C, beta, dout, dcT, dWX, DD, **operands):
+    """The reverse loop of one unfolded-IRC or IHC layer; see kernels.irc_triton.two_product_backward."""
+    return _module().two_product_backward(family, wx, x, h0, out, C, beta, dout, dcT, dWX, DD,
+                                          **operands)

@@ -37,7 +37,8 @@ def main(argv=None) -> int:
 
     target = GPUTarget("cuda", args.arch, 32)
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    f32_ptrs = {"GHD_IN", "GC_IN", "GHD_OUT", "GC_OUT", "DCT", "DH0", "DC0"}
+    f32_ptrs = {"GHD_IN", "GC_IN", "GHD_OUT", "GC_OUT", "DCT", "DH0", "DC0", "DIRN", "DIR"}
+    int_args = {"B", "M", "T", "N", "K", "KZ", "GM"}
     n_gates = {"gru": 2, "lstm": 3, "sru": 2, "tlstm": 2, "fastgrnn": 1, "pru": 1}
 
     def compile_one(fn, dt, consts, warps):
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         for name in fn.arg_names:
             if name in consts:
                 sig[name] = "constexpr"
-            elif name in ("B", "M", "T") or name.startswith("stride"):
+            elif name in int_args or name.startswith("stride"):
                 sig[name] = "i32"
             else:
                 sig[name] = "*fp32" if name in f32_ptrs else "*" + dt
@@ -72,10 +73,17 @@ def main(argv=None) -> int:
                 blocks = dict(BLOCK_B=bb, BLOCK_M=bm, BLOCK_K=bk)
                 print(f"{fam} {dt} _fwd_step {blocks} warps={w}: ", end="", flush=True)
                 print(compile_one(kt._fwd_step, dt, {**base, **blocks}, w), flush=True)
-                for has_next in (True, False):
-                    print(f"{fam} {dt} _bwd_step {blocks} HAS_NEXT={has_next} warps={w}: ", end="",
-                          flush=True)
-                    consts = {**base, **blocks, "H_DIRECT": fam in kt.H_DIRECT, "HAS_NEXT": has_next}
+                # (HAS_NEXT, NEXT_PRODUCT, NEXT_DIRECT): folded and full feedback send δ_{t+1} back
+                # through a product; diagonal feedback (SRU, T-LSTM) unfolded IRC through a direct
+                # term only, IHC through both
+                variants = [(True, True, False), (False, True, False)]
+                if fam in ("sru", "tlstm"):
+                    variants += [(True, False, True), (True, True, True)]
+                for has_next, prod, direct in variants:
+                    print(f"{fam} {dt} _bwd_step {blocks} HAS_NEXT={has_next} NEXT_PRODUCT={prod} "
+                          f"NEXT_DIRECT={direct} warps={w}: ", end="", flush=True)
+                    consts = {**base, **blocks, "H_DIRECT": fam in kt.H_DIRECT, "HAS_NEXT": has_next,
+                              "NEXT_PRODUCT": prod, "NEXT_DIRECT": direct}
                     print(compile_one(kt._bwd_step, dt, consts, w), flush=True)
             for mp in mps:
                 cfgs = [triton.Config(dict(BLOCK_B=bb), num_warps=w) for bb, w in kt._PERSISTENT_CONFIGS]
@@ -90,6 +98,18 @@ def main(argv=None) -> int:
                               flush=True)
                         print(compile_one(fn, dt, {**base, **extra, "BLOCK_B": bb, "MP": mp}, w),
                               flush=True)
+    # the first product of the two-product steps: independent of the family
+    for dt in args.dtypes.split(","):
+        for bb, bn, bk, w in step_cfgs:
+            blocks = dict(BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk)
+            for ihc in (False, True):
+                for diag in (False, True):
+                    consts = {**blocks, "IHC": ihc, "DIAG": diag, "PREC": args.precision,
+                              "UPCAST": False}
+                    for fn in (kt._mix_step, kt._dd_step):
+                        print(f"{'ihc' if ihc else 'irc'}{' diag' if diag else ''} {dt} {fn.__name__} "
+                              f"{blocks} warps={w}: ", end="", flush=True)
+                        print(compile_one(fn, dt, consts, w), flush=True)
     print("all compiled")
     return 0
 

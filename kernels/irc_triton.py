@@ -1,23 +1,29 @@
-"""Triton kernels for the folded IRC step, forward and backward, every IRC family.
+"""Triton kernels for the IRC/IHC recurrences, forward and backward, every IRC family.
 
 Imported only through kernels._module() (it imports Triton at the top). Notation as rnnbench/fused.py:
 R (G·M × M) is the folded recurrence, wx_t = [W_g x_t | W_A x_t] (B × (G+1)M) hoisted, P_t = wx_t[:, :GM]
-+ h_{t-1} Rᵀ the gate pre-activations, a_t = wx_t[:, GM:].
++ h_{t-1} Rᵀ the gate pre-activations, a_t = wx_t[:, GM:]. Without folding (unfolded IRC, IHC),
+P_t = wx_t[:, :GM] + d_t W_gᵀ with the N-wide d_t computed from h_{t-1} first.
 
 Kernels
 -------
 _fwd_step         grid (B/BLOCK_B, M/BLOCK_M), one launch per step. Each program computes the G gate
-                  tiles of its (rows, columns) block as h_{t-1} · R_gᵀ (K-loop over M) and applies the
-                  gate nonlinearities and the family's state update in the epilogue: no gate tensor is
+                  tiles of its (rows, columns) block as p · W_gᵀ (K-loop over the product input p:
+                  h_{t-1} with W = R folded, d_t with W = W_g otherwise) and applies the gate
+                  nonlinearities and the family's state update in the epilogue: no gate tensor is
                   written to memory, only h_t (and c_t).
 _bwd_step         grid as above, one launch per reverse step. Each program (1) finishes the gradient of
-                  h_t for its block: g_t = dout_t + direct_t + (δ_{t+1} R)[:, block] (K-loop over G·M),
-                  (2) recomputes the gates of step t from the saved h_{t-1} (the same K-loop as the
-                  forward), (3) applies the family's derivative and writes δ_t, d a_t (into dWX), the
-                  direct part of dh_{t-1}, dc_{t-1} and (SRU) dx_t.
-_fwd_persistent   grid (B/BLOCK_B,): one launch for all T steps. Each program owns BLOCK_B batch rows and
-                  all M columns (rows of a batch never interact), loads R once, and keeps h and c in
-                  registers across steps; it writes h_t (and c_t) for the backward and the output.
+                  h_t for its block: g_t = dout_t + direct_t + (Z V)[:, block] (K-loop; folded Z = δ_{t+1},
+                  V = R) + DIR (diagonal feedback), (2) recomputes the gates of step t from the saved
+                  product input (the same K-loop as the forward), (3) applies the family's derivative
+                  and writes δ_t, d a_t (into dWX), the direct part of dh_{t-1}, dc_{t-1} and (SRU) dx_t.
+_mix_step         unfolded IRC / IHC, before _fwd_step: d_t from h_{t-1}, grid (B/BLOCK_B, N/BLOCK_N).
+                  One K-loop over M fills up to two accumulators (h U_Vᵀ and h Γᵀ share the h tiles).
+_dd_step          unfolded IRC / IHC, before _bwd_step: DD_{t+1} = δ_{t+1} W_g (K-loop over G·M) and the
+                  scaled rows Z (and DIR) that carry it on to h_t.
+_fwd_persistent   grid (B/BLOCK_B,): one launch for all T steps, folded IRC only. Each program owns
+                  BLOCK_B batch rows and all M columns (rows of a batch never interact), loads R once,
+                  and keeps h and c in registers across steps; it writes h_t (and c_t).
 _bwd_persistent   the reverse loop likewise, δ_{t+1} kept in registers; also writes dh_0 and dc_0.
 
 All arithmetic is float32; tensors may be stored as float32 or bfloat16 (then tl.dot takes bfloat16
@@ -66,26 +72,29 @@ def _mm(a, b, acc, PREC: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def _gate_products(HP, R, rb, rm, mb, mm, M, G: tl.constexpr, BLOCK_B: tl.constexpr,
+def _gate_products(PIN, W, rb, rm, mb, mm, M, K, G: tl.constexpr, BLOCK_B: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
                    UPCAST: tl.constexpr):
-    """acc_g[b, m] = Σ_k h[b, k] R[g·M + m, k] for the block (rb, rm), g < G (up to 3 gates)."""
+    """acc_g[b, m] = Σ_k p[b, k] W[g·M + m, k] for the block (rb, rm), g < G (up to 3 gates).
+
+    p (B × K) is the product input: h_{t-1} with W = R (K = M) folded, d_t with W = W_g (K = N) else.
+    """
     acc0 = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
     acc1 = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
     acc2 = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
-    for k0 in range(0, M, BLOCK_K):
+    for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        mk = rk < M
-        h = tl.load(HP + rb[:, None] * M + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+        mk = rk < K
+        p = tl.load(PIN + rb[:, None] * K + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
         tmask = mk[:, None] & mm[None, :]
-        r0 = tl.load(R + rm[None, :] * M + rk[:, None], mask=tmask, other=0.0)
-        acc0 = _mm(h, r0, acc0, PREC, UPCAST)
+        w0 = tl.load(W + rm[None, :] * K + rk[:, None], mask=tmask, other=0.0)
+        acc0 = _mm(p, w0, acc0, PREC, UPCAST)
         if G > 1:
-            r1 = tl.load(R + (M + rm[None, :]) * M + rk[:, None], mask=tmask, other=0.0)
-            acc1 = _mm(h, r1, acc1, PREC, UPCAST)
+            w1 = tl.load(W + (M + rm[None, :]) * K + rk[:, None], mask=tmask, other=0.0)
+            acc1 = _mm(p, w1, acc1, PREC, UPCAST)
         if G > 2:
-            r2 = tl.load(R + (2 * M + rm[None, :]) * M + rk[:, None], mask=tmask, other=0.0)
-            acc2 = _mm(h, r2, acc2, PREC, UPCAST)
+            w2 = tl.load(W + (2 * M + rm[None, :]) * K + rk[:, None], mask=tmask, other=0.0)
+            acc2 = _mm(p, w2, acc2, PREC, UPCAST)
     return acc0, acc1, acc2
 
 
@@ -168,7 +177,7 @@ def _update_backward(FAMILY: tl.constexpr, g, gc, s0, s1, s2, a, h, c, cn, x, be
 # ---------------------------------------------------------------------------------------------------
 
 @triton.jit
-def _fwd_step(HP, CP, WX, XT, R, BETA, HN, CN, B, M, stride_wx,
+def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
               FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
@@ -179,7 +188,7 @@ def _fwd_step(HP, CP, WX, XT, R, BETA, HN, CN, B, M, stride_wx,
     mb = rb < B
     mm = rm < M
     msk = mb[:, None] & mm[None, :]
-    acc0, acc1, acc2 = _gate_products(HP, R, rb, rm, mb, mm, M, G, BLOCK_B, BLOCK_M, BLOCK_K,
+    acc0, acc1, acc2 = _gate_products(PIN, W, rb, rm, mb, mm, M, K, G, BLOCK_B, BLOCK_M, BLOCK_K,
                                       PREC, UPCAST)
     # epilogue: gate nonlinearities and the state update; nothing but the state leaves the chip
     wxp = WX + rb[:, None] * stride_wx + rm[None, :]
@@ -209,10 +218,10 @@ def _fwd_step(HP, CP, WX, XT, R, BETA, HN, CN, B, M, stride_wx,
 
 
 @triton.jit
-def _bwd_step(DPN, R, HP, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OUT, GC_OUT, DXT,
-              B, M, stride_wx,
+def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OUT, GC_OUT,
+              DXT, B, M, K, KZ, stride_wx, stride_z,
               FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, H_DIRECT: tl.constexpr,
-              HAS_NEXT: tl.constexpr,
+              HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
     pid_b = tl.program_id(0)
@@ -223,23 +232,26 @@ def _bwd_step(DPN, R, HP, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OU
     mm = rm < M
     msk = mb[:, None] & mm[None, :]
     sp = rb[:, None] * M + rm[None, :]
-    # (1) total gradient of h_t for this block
+    # (1) total gradient of h_t for this block: what step t+1 sends back through the recurrence is
+    # Σ_k Z[b, k] V[k, m] (folded: Z = δ_{t+1}, V = R) plus, with diagonal feedback, a direct term
     g = tl.load(DOUT + sp, mask=msk, other=0.0).to(tl.float32)
     if HAS_NEXT:
         if H_DIRECT:
             g += tl.load(GHD_IN + sp, mask=msk, other=0.0)
-        acc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
-        GM = G * M
-        for j0 in range(0, GM, BLOCK_K):
-            rj = j0 + tl.arange(0, BLOCK_K)
-            mj = rj < GM
-            dp = tl.load(DPN + rb[:, None] * stride_wx + rj[None, :], mask=mb[:, None] & mj[None, :],
-                         other=0.0)
-            r = tl.load(R + rj[:, None] * M + rm[None, :], mask=mj[:, None] & mm[None, :], other=0.0)
-            acc = _mm(dp, r, acc, PREC, UPCAST)
-        g += acc
-    # (2) the gates of step t, recomputed from h_{t-1}
-    acc0, acc1, acc2 = _gate_products(HP, R, rb, rm, mb, mm, M, G, BLOCK_B, BLOCK_M, BLOCK_K,
+        if NEXT_DIRECT:
+            g += tl.load(DIRN + sp, mask=msk, other=0.0)
+        if NEXT_PRODUCT:
+            acc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
+            for j0 in range(0, KZ, BLOCK_K):
+                rj = j0 + tl.arange(0, BLOCK_K)
+                mj = rj < KZ
+                z = tl.load(ZN + rb[:, None] * stride_z + rj[None, :], mask=mb[:, None] & mj[None, :],
+                            other=0.0)
+                v = tl.load(V + rj[:, None] * M + rm[None, :], mask=mj[:, None] & mm[None, :], other=0.0)
+                acc = _mm(z, v, acc, PREC, UPCAST)
+            g += acc
+    # (2) the gates of step t, recomputed from the product input of step t (h_{t-1} folded)
+    acc0, acc1, acc2 = _gate_products(PIN, W, rb, rm, mb, mm, M, K, G, BLOCK_B, BLOCK_M, BLOCK_K,
                                       PREC, UPCAST)
     wxp = WX + rb[:, None] * stride_wx + rm[None, :]
     s0 = _sigmoid(acc0 + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
@@ -280,6 +292,107 @@ def _bwd_step(DPN, R, HP, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OU
         tl.store(GC_OUT + sp, dc, mask=msk)
     if FAMILY == 2:
         tl.store(DXT + sp, dx.to(DXT.dtype.element_ty), mask=msk)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the two-product recurrences (unfolded IRC, IHC): the N-wide intermediate between h and the gates
+# ---------------------------------------------------------------------------------------------------
+
+@triton.jit
+def _mix_step(HP, UV, GAM, VEC, HG, XT, D, B, M, N,
+              IHC: tl.constexpr, DIAG: tl.constexpr,
+              BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+              PREC: tl.constexpr, UPCAST: tl.constexpr):
+    """d_t (B × N) from h_{t-1} (B × M): the first product of a step, into a scratch row block.
+
+    IRC: d = VEC⊙(h U_Vᵀ), VEC = α (DIAG: d = VEC⊙h, VEC = α⊙ω_V, N = M).
+    IHC: d = σ(h Γᵀ + hg_t)⊙(fb − x_t), fb = h U_Vᵀ (DIAG: fb = VEC⊙h, VEC = ω_V). Γ acts on h here:
+    fused_layer turns Γ on the feedback into Γ·U_V (or Γ·diag(ω_V)) before the loop.
+    """
+    pid_b = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mb = rb < B
+    mn = rn < N
+    msk = mb[:, None] & mn[None, :]
+    fb = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    gp = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    if IHC or not DIAG:
+        # one pass over h feeds both accumulators (U_V and Γ share the operand)
+        for k0 in range(0, M, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            mk = rk < M
+            h = tl.load(HP + rb[:, None] * M + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            tmask = mk[:, None] & mn[None, :]
+            if not DIAG:
+                u = tl.load(UV + rn[None, :] * M + rk[:, None], mask=tmask, other=0.0)
+                fb = _mm(h, u, fb, PREC, UPCAST)
+            if IHC:
+                gm = tl.load(GAM + rn[None, :] * M + rk[:, None], mask=tmask, other=0.0)
+                gp = _mm(h, gm, gp, PREC, UPCAST)
+    vec = tl.load(VEC + rn, mask=mn, other=0.0).to(tl.float32)
+    sp = rb[:, None] * N + rn[None, :]
+    if DIAG:
+        fb = vec[None, :] * tl.load(HP + sp, mask=msk, other=0.0).to(tl.float32)   # N = M
+    if IHC:
+        g = _sigmoid(gp + tl.load(HG + sp, mask=msk, other=0.0).to(tl.float32))
+        d = g * (fb - tl.load(XT + sp, mask=msk, other=0.0).to(tl.float32))
+    elif DIAG:
+        d = fb
+    else:
+        d = vec[None, :] * fb
+    tl.store(D + sp, d.to(D.dtype.element_ty), mask=msk)
+
+
+@triton.jit
+def _dd_step(DP, WG, VEC, GT, KT, DD, Z, DIR, B, N, GM, stride_dp,
+             IHC: tl.constexpr, DIAG: tl.constexpr,
+             BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+             PREC: tl.constexpr, UPCAST: tl.constexpr):
+    """DD_t = δ_t W_g (B × N), the first product of a reverse step, and the rows the next launch needs.
+
+    Stores DD_t (the parameter gradients use it after the loop) and, from the float32 accumulator,
+    Z (the operand of the product with V in _bwd_step) and DIR (a float32 term added to dh_{t-1}
+    directly, diagonal feedback only, N = M):
+      IRC:        Z = DD⊙α                      (V = U_V)      DIAG: DIR = DD⊙α⊙ω_V
+      IHC:        Z = [DD⊙g_t | DD⊙Kgp_t]        (V = [U_V; Γ]) DIAG: Z = DD⊙Kgp_t (V = Γ), DIR = DD⊙g_t⊙ω_V
+    with Kgp_t = (fb_t − x_t)⊙σ'(·), the gate's derivative, recomputed by torch before the loop.
+    """
+    pid_b = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mb = rb < B
+    mn = rn < N
+    msk = mb[:, None] & mn[None, :]
+    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    for j0 in range(0, GM, BLOCK_K):
+        rj = j0 + tl.arange(0, BLOCK_K)
+        mj = rj < GM
+        dp = tl.load(DP + rb[:, None] * stride_dp + rj[None, :], mask=mb[:, None] & mj[None, :], other=0.0)
+        w = tl.load(WG + rj[:, None] * N + rn[None, :], mask=mj[:, None] & mn[None, :], other=0.0)
+        acc = _mm(dp, w, acc, PREC, UPCAST)
+    sp = rb[:, None] * N + rn[None, :]
+    ty = DD.dtype.element_ty
+    tl.store(DD + sp, acc.to(ty), mask=msk)
+    if IHC:
+        g = tl.load(GT + sp, mask=msk, other=0.0).to(tl.float32)
+        kg = tl.load(KT + sp, mask=msk, other=0.0).to(tl.float32)
+        if DIAG:
+            vec = tl.load(VEC + rn, mask=mn, other=0.0).to(tl.float32)
+            tl.store(DIR + sp, acc * g * vec[None, :], mask=msk)
+            tl.store(Z + sp, (acc * kg).to(ty), mask=msk)
+        else:
+            zp = Z + rb[:, None] * (2 * N) + rn[None, :]
+            tl.store(zp, (acc * g).to(ty), mask=msk)
+            tl.store(zp + N, (acc * kg).to(ty), mask=msk)
+    else:
+        vec = tl.load(VEC + rn, mask=mn, other=0.0).to(tl.float32)
+        if DIAG:
+            tl.store(DIR + sp, acc * vec[None, :], mask=msk)
+        else:
+            tl.store(Z + sp, (acc * vec[None, :]).to(ty), mask=msk)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -449,22 +562,24 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
 
 
 # ---------------------------------------------------------------------------------------------------
-# configurations: autotuned on the GPU (keyed on M and the cell, never on B or T); one under the
-# interpreter, small blocks so that tiny test shapes still span several blocks
+# configurations: autotuned on the GPU (keyed on the sizes and the cell, never on B or T); one under
+# the interpreter, small blocks so that tiny test shapes still span several blocks
 # ---------------------------------------------------------------------------------------------------
 
 _INTERP_STEP = dict(BLOCK_B=4, BLOCK_M=8, BLOCK_K=8)
+_INTERP_MIX = dict(BLOCK_B=4, BLOCK_N=8, BLOCK_K=8)
 _INTERP_PERSISTENT_BLOCK_B = 2
 
 
 # Chosen by compiling every kernel for sm_90 here (no GPU): with these, IRC-LSTM (G = 3, the most
 # registers) compiles without spills in the step kernels (small spills at BLOCK_B = 64), fp32 and bf16.
+# _mix_step (two accumulators) and _dd_step (one) use the same tiles over (B, N).
 _STEP_CONFIGS = [(16, 32, 32, 4), (16, 64, 32, 8), (32, 64, 32, 8), (64, 64, 32, 8)]
 _PERSISTENT_CONFIGS = [(bb, w) for bb in (16, 32, 64) for w in (2, 4, 8)]
 
 
-def _step_configs():
-    return [triton.Config(dict(BLOCK_B=bb, BLOCK_M=bm, BLOCK_K=bk), num_warps=w)
+def _step_configs(col="BLOCK_M"):
+    return [triton.Config({"BLOCK_B": bb, col: bm, "BLOCK_K": bk}, num_warps=w)
             for bb, bm, bk, w in _STEP_CONFIGS]
 
 
@@ -483,13 +598,18 @@ def _prune_persistent(configs, named_args, **kwargs):
 
 if INTERPRET:
     fwd_step, bwd_step = _fwd_step, _bwd_step
+    mix_step, dd_step = _mix_step, _dd_step
     fwd_persistent, bwd_persistent = _fwd_persistent, _bwd_persistent
 else:  # pragma: no cover - needs a GPU
-    # every kernel is idempotent (inputs and outputs never alias), so the autotuner may rerun it
+    # every kernel is idempotent (inputs and outputs never alias), so the autotuner may rerun it.
+    # K (product input width) and KZ (width of the backward's product operand) tell the folded path
+    # (K = M, KZ = G·M) from the two-product ones (K = N, KZ = N or 2N) at equal M.
     _key = ["M", "FAMILY", "G"]
     _prune = {"early_config_prune": _prune_persistent}
-    fwd_step = triton.autotune(_step_configs(), key=_key)(_fwd_step)
-    bwd_step = triton.autotune(_step_configs(), key=_key)(_bwd_step)
+    fwd_step = triton.autotune(_step_configs(), key=["M", "K", "FAMILY", "G"])(_fwd_step)
+    bwd_step = triton.autotune(_step_configs(), key=["M", "K", "KZ", "FAMILY", "G"])(_bwd_step)
+    mix_step = triton.autotune(_step_configs("BLOCK_N"), key=["M", "N", "IHC", "DIAG"])(_mix_step)
+    dd_step = triton.autotune(_step_configs("BLOCK_N"), key=["N", "GM", "IHC", "DIAG"])(_dd_step)
     fwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_fwd_persistent)
     bwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_bwd_persistent)
 
@@ -499,21 +619,25 @@ def kernels_are_interpreted() -> bool:
     return isinstance(_fwd_step, InterpretedFunction)
 
 
+def _precision():
+    if INTERPRET:
+        return "ieee"
+    import kernels
+    prec = kernels.FP32_PRECISION
+    if prec is None:  # follow torch's float32 matmul setting
+        prec = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return prec
+
+
 def _common(family: str, wx, M):
     G = wx.shape[-1] // M - 1
-    prec = "ieee"
-    if not INTERPRET:
-        import kernels
-        prec = kernels.FP32_PRECISION
-        if prec is None:  # follow torch's float32 matmul setting
-            prec = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
-    return dict(FAMILY=FAMILY_CODE[family], G=G, PREC=prec, UPCAST=INTERPRET), G
+    return dict(FAMILY=FAMILY_CODE[family], G=G, PREC=_precision(), UPCAST=INTERPRET), G
 
 
-def _step_grid(B, M):
+def _step_grid(B, width, col="BLOCK_M"):
     if INTERPRET:
-        return (triton.cdiv(B, _INTERP_STEP["BLOCK_B"]), triton.cdiv(M, _INTERP_STEP["BLOCK_M"]))
-    return lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(M, meta["BLOCK_M"]))
+        return (triton.cdiv(B, _INTERP_STEP["BLOCK_B"]), triton.cdiv(width, _INTERP_STEP["BLOCK_M"]))
+    return lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(width, meta[col]))
 
 
 def _persistent_grid(B):
@@ -538,6 +662,14 @@ def _poisoned(like, *shape, dtype=None):
     if _poison_on():
         t.fill_(float("nan"))
     return t
+
+
+def _repoison(*bufs):
+    """Reused scratch: refill before the launch that must write it, so a skipped write still shows."""
+    if _poison_on():
+        for b in bufs:
+            if b is not None:
+                b.fill_(float("nan"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -570,8 +702,8 @@ def irc_forward(family, R, wx, x, h0, C, beta, out, *, mode="step"):
     grid = _step_grid(B, M)
     for t in range(T):
         hp = h0 if t == 0 else out[t - 1]
-        fwd_step[grid](hp, Cp[t] if has_c else dummy, wx[t], xp[t] if family == "sru" else dummy,
-                       R, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, W1,
+        fwd_step[grid](hp, hp, Cp[t] if has_c else dummy, wx[t], xp[t] if family == "sru" else dummy,
+                       R, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, M, W1,
                        HAS_C=has_c, **meta, **extra)
 
 
@@ -592,8 +724,7 @@ def irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX, *, mode="st
     bp = beta if beta is not None else dummy
     xp = x if family == "sru" else dummy
     Cp = C if has_c else dummy
-    gc0 = (dcT.float().contiguous() if dcT is not None else torch.zeros_like(h0, dtype=torch.float32)) \
-        if has_c else dummy
+    gc0 = _gc0(dcT, h0) if has_c else dummy
     dx = _poisoned(wx, T, B, M) if family == "sru" else None
     dxp = dx if dx is not None else dummy
     if mode == "persistent":
@@ -607,25 +738,139 @@ def irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX, *, mode="st
         return dh0.to(h0.dtype), dc0.to(h0.dtype) if has_c else None, dx
     extra = _INTERP_STEP if INTERPRET else {}
     grid = _step_grid(B, M)
-    ghd = [_poisoned(wx, B, M, dtype=torch.float32) for _ in range(2)] if h_direct else [dummy, dummy]
-    gcs = [gc0, _poisoned(wx, B, M, dtype=torch.float32)] if has_c else [dummy, dummy]
-    poison = _poison_on()
+    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
     cur = 0
     for t in range(T - 1, -1, -1):
         nxt = 1 - cur
-        if poison:  # the carry buffers are reused: make every element this launch must write NaN
-            for buf in (ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None):
-                if buf is not None:
-                    buf.fill_(float("nan"))
-        bwd_step[grid](dWX[t + 1] if t < T - 1 else dWX[t], R, Hp[t],
+        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
+        # folded, step t+1 reaches h_t only through δ_{t+1} R: Z = δ_{t+1} (inside dWX), V = R
+        bwd_step[grid](dWX[t + 1] if t < T - 1 else dWX[t], R, dummy, Hp[t], Hp[t], R,
                        Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
                        wx[t], xp[t] if family == "sru" else dummy, bp, dout[t],
                        ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
-                       dx[t] if dx is not None else dummy, B, M, W1,
-                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=t < T - 1, **meta, **extra)
+                       dx[t] if dx is not None else dummy, B, M, M, GM, W1, W1,
+                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=t < T - 1, NEXT_PRODUCT=True,
+                       NEXT_DIRECT=False, **meta, **extra)
         cur = nxt
     dP0 = dWX[0, :, :GM].float()
     base = ghd[cur] if h_direct else torch.zeros_like(h0, dtype=torch.float32)
     dh0 = torch.addmm(base, dP0, R.float())
+    dc0 = gcs[cur].to(h0.dtype) if has_c else None
+    return dh0.to(h0.dtype), dc0, dx
+
+
+def _gc0(dcT, h0):
+    return dcT.float().contiguous() if dcT is not None else torch.zeros_like(h0, dtype=torch.float32)
+
+
+def _carries(like, B, M, h_direct, has_c, gc0):
+    """float32 ping-pong pairs for the direct part of dh and for dc: a launch reads one, writes the other."""
+    ghd = [_poisoned(like, B, M, dtype=torch.float32) for _ in range(2)] if h_direct else [like, like]
+    gcs = [gc0, _poisoned(like, B, M, dtype=torch.float32)] if has_c else [like, like]
+    return ghd, gcs
+
+
+def two_product_forward(family, wx, x, h0, C, beta, out, *, Wg, UV=None, vec=None, Gam=None, hg=None):
+    """Forward time loop of one unfolded-IRC or IHC layer: per step _mix_step (h_{t-1} → d_t) then
+    _fwd_step (d_t W_gᵀ, gates, update). Fills out and C as :func:`irc_forward`.
+
+    Wg (GM, N); UV (N, M), or None for diagonal feedback (N = M); vec (N): α (IRC), α⊙ω_V (IRC,
+    diagonal) or ω_V (IHC, diagonal), else None; Gam (N, M): Γ acting on h (IHC) or None; hg (T, B, N):
+    W_G x + b_G (IHC). x (T, B, N).
+    """
+    T, B, W1 = wx.shape
+    M, N = h0.shape[-1], Wg.shape[1]
+    h0 = h0.contiguous()
+    ihc, diag = Gam is not None, UV is None
+    _check(wx, x, C, out, Wg, UV, vec, Gam, hg)
+    meta, G = _common(family, wx, M)
+    mix_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
+    has_c = family in HAS_C
+    dummy = wx
+    Cp = C if has_c else dummy
+    bp = beta if beta is not None else dummy
+    D = _poisoned(wx, B, N)                    # d_t: written by _mix_step, read by _fwd_step
+    grid = _step_grid(B, M)
+    grid_n = _step_grid(B, N, "BLOCK_N")
+    extra = _INTERP_STEP if INTERPRET else {}
+    extra_n = _INTERP_MIX if INTERPRET else {}
+    for t in range(T):
+        hp = h0 if t == 0 else out[t - 1]
+        _repoison(D)
+        mix_step[grid_n](hp, UV if not diag else dummy, Gam if ihc else dummy,
+                         vec if vec is not None else dummy, hg[t] if ihc else dummy,
+                         x[t] if ihc else dummy, D, B, M, N, **mix_meta, **extra_n)
+        fwd_step[grid](hp, D, Cp[t] if has_c else dummy, wx[t], x[t] if family == "sru" else dummy,
+                       Wg, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, N, W1,
+                       HAS_C=has_c, **meta, **extra)
+
+
+def two_product_backward(family, wx, x, h0, out, C, beta, dout, dcT, dWX, DD, *, Wg, D, UV=None,
+                         vec=None, Gam=None, V=None, g=None, Kgp=None):
+    """Reverse time loop of one unfolded-IRC or IHC layer: per step _dd_step (δ_{t+1} → DD_{t+1} and
+    the rows Z, DIR) then _bwd_step. Fills dWX as :func:`irc_backward` and DD (T, B, N) = δ_t W_g.
+
+    Operands as :func:`two_product_forward`, plus what torch recomputed before the loop, each (T, B, N):
+    D (d_t, the gates' product input), and for IHC g and Kgp (the gate and its derivative factor);
+    V = [U_V; Γ] (2N, M) for IHC with full U_V. Returns (dh0, dc0 or None, dx or None) as
+    :func:`irc_backward` (dx: SRU's highway part only; the IHC part of dx comes from DD afterwards).
+    """
+    T, B, W1 = wx.shape
+    M, N = h0.shape[-1], Wg.shape[1]
+    meta, G = _common(family, wx, M)
+    GM = G * M
+    ihc, diag = Gam is not None, UV is None
+    has_c, h_direct = family in HAS_C, family in H_DIRECT
+    dout = dout.contiguous()
+    _check(wx, x, out, C, dWX, DD, Wg, D, UV, vec, Gam, V, g, Kgp)
+    Hp = torch.cat((h0.unsqueeze(0), out[:-1]), 0).contiguous()
+    dummy = wx
+    bp = beta if beta is not None else dummy
+    Cp = C if has_c else dummy
+    gc0 = _gc0(dcT, h0) if has_c else dummy
+    dx = _poisoned(wx, T, B, M) if family == "sru" else None
+    # what step t+1 sends back to h_t: Z·V (a product), DIR (elementwise, diagonal feedback), or both
+    if ihc:
+        Vz, KZ = (Gam, N) if diag else (V, 2 * N)
+    else:
+        Vz, KZ = (None, 0) if diag else (UV, N)
+    next_product = Vz is not None
+    Z = _poisoned(wx, B, KZ) if next_product else dummy
+    DIR = _poisoned(wx, B, M, dtype=torch.float32) if diag else None
+    dd_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
+    grid = _step_grid(B, M)
+    grid_n = _step_grid(B, N, "BLOCK_N")
+    extra = _INTERP_STEP if INTERPRET else {}
+    extra_n = _INTERP_MIX if INTERPRET else {}
+
+    def dd_launch(t):
+        _repoison(Z if next_product else None, DIR)
+        dd_step[grid_n](dWX[t], Wg, vec if vec is not None else dummy, g[t] if ihc else dummy,
+                        Kgp[t] if ihc else dummy, DD[t], Z, DIR if diag else dummy, B, N, GM, W1,
+                        **dd_meta, **extra_n)
+
+    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
+    cur = 0
+    for t in range(T - 1, -1, -1):
+        nxt = 1 - cur
+        has_next = t < T - 1
+        if has_next:
+            dd_launch(t + 1)
+        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
+        bwd_step[grid](Z, Vz if next_product else dummy, DIR if diag else dummy, Hp[t], D[t], Wg,
+                       Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
+                       wx[t], x[t] if family == "sru" else dummy, bp, dout[t],
+                       ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
+                       dx[t] if dx is not None else dummy, B, M, N, KZ, W1, KZ,
+                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=has_next,
+                       NEXT_PRODUCT=next_product, NEXT_DIRECT=diag, **meta, **extra)
+        cur = nxt
+    # step 0 sends its gradient to h_0: the same two launches' worth, the second in torch
+    dd_launch(0)
+    dh0 = ghd[cur].clone() if h_direct else torch.zeros_like(h0, dtype=torch.float32)
+    if next_product:
+        dh0.addmm_(Z.float(), Vz.float())
+    if diag:
+        dh0 += DIR
     dc0 = gcs[cur].to(h0.dtype) if has_c else None
     return dh0.to(h0.dtype), dc0, dx

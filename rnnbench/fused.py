@@ -23,7 +23,8 @@ What this module does with that (docs/kernels.md has the derivations):
   autograd through the fold product.
 
 ``impl="torch"`` runs the loops with torch operations (any device, the `fused` backend);
-``impl="triton"`` runs each step as one Triton kernel launch (kernels/, the `triton` backend).
+``impl="triton"`` runs the loops as Triton kernel launches (kernels/, the `triton` backend): one per
+step folded, two (one per product) for unfolded IRC and IHC.
 """
 
 from __future__ import annotations
@@ -392,6 +393,22 @@ class _IHC(_Recurrence):
         return (dWg, dfbw, dGamma, dhg), dx, None
 
 
+def _kernel_operands(rec: _Recurrence, params) -> dict:
+    """A two-product recurrence's parameters as kernels.two_product_forward/backward take them."""
+    if isinstance(rec, _Unfolded):
+        Wg, alpha, UV = params
+        return dict(Wg=Wg, UV=UV, vec=alpha)
+    if isinstance(rec, _UnfoldedDiag):
+        Wg, s = params
+        return dict(Wg=Wg, vec=s)
+    if not isinstance(rec, _IHC) or rec.gamma_input != "h":  # pragma: no cover - fused_layer's job
+        raise ValueError("the kernels take IHC with Γ acting on h (fused_layer rewrites the feedback form)")
+    Wg, fbw, Gamma, hg = params
+    if rec.diagonal:
+        return dict(Wg=Wg, vec=fbw, Gam=Gamma, hg=hg)
+    return dict(Wg=Wg, UV=fbw, Gam=Gamma, hg=hg)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The autograd Function: forward loop, reverse loop
 # ---------------------------------------------------------------------------------------------------
@@ -433,7 +450,11 @@ class RegulatedRecurrence(torch.autograd.Function):
         S_all = None
         if impl == "triton":
             import kernels
-            kernels.irc_forward(fam.name, params[0], wx, x, h0, C, beta, out)
+            if isinstance(rec, _Folded):
+                kernels.irc_forward(fam.name, params[0], wx, x, h0, C, beta, out)
+            else:
+                kernels.two_product_forward(fam.name, wx, x, h0, C, beta, out,
+                                            **_kernel_operands(rec, params))
         else:
             rec.bind(gx, x, params)
             BA = A * beta if fam.has_beta else None
@@ -480,13 +501,32 @@ class RegulatedRecurrence(torch.autograd.Function):
 
         if impl == "triton":
             import kernels
-            R = params[0]
-            dh0, dc0, dx = kernels.irc_backward(fam.name, R, wx, x, h0, out, C, beta, dout.contiguous(),
-                                                dcT, dWX)
+            if isinstance(rec, _Folded):
+                R = params[0]
+                dh0, dc0, dx = kernels.irc_backward(fam.name, R, wx, x, h0, out, C, beta,
+                                                    dout.contiguous(), dcT, dWX)
+                dparams, dx_rec = (dP2d.t() @ Hp2d,), None
+            else:
+                # the N-wide intermediates of every step at once (one batched product), as the torch
+                # impl does; the kernels then need only one product per launch in the reverse loop
+                rec.bind(wx[..., :GM], x, params)
+                rec.intermediates(Hp2d)
+                N = rec.N
+                rec.DD = _new(wx, T, B, N)             # δ_t W_g, filled by the kernels, read by grads
+                ops = _kernel_operands(rec, params)
+                ops.pop("hg", None)
+                ops["D"] = rec.D.reshape(T, B, N).contiguous()
+                if isinstance(rec, _IHC):
+                    ops["g"] = rec.g.reshape(T, B, N).contiguous()
+                    ops["Kgp"] = rec.Kgp.reshape(T, B, N).contiguous()
+                    if rec.stacked:
+                        ops["V"] = rec.V.contiguous()
+                dh0, dc0, dx = kernels.two_product_backward(fam.name, wx, x, h0, out, C, beta,
+                                                            dout.contiguous(), dcT, dWX, rec.DD, **ops)
+                dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[9:])
+                rec.release()
             if fam.has_beta:
                 dbeta = ((dWX[..., GM:] * A).sum() / beta).reshape(1)
-            dparams = (dP2d.t() @ Hp2d,)
-            dx_rec = None
         else:
             gx2d = wx[..., :GM].reshape(T * B, GM)
             rec.bind(wx[..., :GM], x, params)
@@ -605,8 +645,6 @@ def supports(spec, impl: str = "torch") -> tuple[bool, str]:
     if tuple(spec.cls.gates) != fam.gates:
         return False, f"{name}: gates {spec.cls.gates} differ from the fused family's {fam.gates}"
     if impl == "triton":
-        if spec.variant == "ihc":
-            return False, f"{name}: the triton backend has IRC step kernels only (IHC runs in `fused`)"
         import kernels
         ok, why = kernels.available()
         if not ok:
@@ -664,11 +702,6 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     if conn.kind == "irc":
         alpha = torch.sigmoid(conn.theta_alpha)
         use_fold = _resolve_fold(fold, G, N, M, T * B, conn.diagonal)
-        if impl == "triton" and not use_fold:
-            if fold is False:
-                raise ConfigError("the triton backend runs the folded IRC step only; use fold=True or "
-                                  "'auto', or the fused backend for the unfolded path")
-            use_fold = True
         if conn.diagonal:
             s = alpha * torch.tanh(conn.theta_omega)
             rec, params = ((_Folded(G, N, M), (Wg * s,)) if use_fold
@@ -680,14 +713,19 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     else:
         if fold is True:
             raise ConfigError("IHC cannot be folded: its gate g depends on h_{t-1} through Γ")
-        if impl == "triton":
-            raise ConfigError("the triton backend has IRC step kernels only; run IHC with impl='torch'")
         hg = linear(x, conn.W_G, conn.b_G)
         fbw = torch.tanh(conn.theta_omega) if conn.diagonal else conn.U_V
-        rec = _IHC(G, N, M, diagonal=conn.diagonal, gamma_input=conn.gamma_input)
-        params = (Wg, fbw, conn.Gamma, hg)
+        Gamma, gamma_input = conn.Gamma, conn.gamma_input
+        if impl == "triton" and gamma_input == "feedback":
+            # Γ·(U_V h) = (Γ U_V) h: formed once here, so that every product in the kernels' loop
+            # takes h; autograd carries dΓ' back to Γ and U_V (θ_ω)
+            Gamma = Gamma * fbw if conn.diagonal else Gamma @ fbw
+            gamma_input = "h"
+        rec = _IHC(G, N, M, diagonal=conn.diagonal, gamma_input=gamma_input)
+        params = (Wg, fbw, Gamma, hg)
     if impl == "triton":
         wx = wx.contiguous()
+        x = x.contiguous()
         params = tuple(p.contiguous() for p in params)
     # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
     store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (

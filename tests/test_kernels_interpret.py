@@ -10,6 +10,10 @@ Every output buffer is filled with NaN before the kernels write it (RNNBENCH_POI
 a kernel fails to write makes the comparison fail. Shapes are tiny and odd: T = 1 and 7, B = 1 and 3,
 N ≠ M where the cell allows, M = 13 (not a power of two; the interpreter's 8-wide blocks split it in
 two, and B = 3 leaves part of a 4-row block masked). float32: relative error under 1e-4.
+
+Two kernel paths: folded IRC (one launch per step, or one persistent launch), and the two-product
+recurrences, unfolded IRC and IHC (two launches per step; there N = 10, so the N-wide intermediate
+also spans two blocks).
 """
 
 from __future__ import annotations
@@ -49,20 +53,21 @@ def _poison(monkeypatch):
     monkeypatch.setenv("RNNBENCH_POISON", "1")
 
 
-def _sizes(spec, layers):
+def _sizes(spec, layers, n_in):
     if spec.requires_square:
         return 13, [13] * layers
-    return 6, [13, 5][:layers]
+    return n_in, [13, 5][:layers]
 
 
-def _build(family, layers=1, dtype=torch.float64, seed=0):
+def _build(family, layers=1, dtype=torch.float64, seed=0, variant="irc", n_in=6, **opts):
     torch.manual_seed(seed)
-    spec = get(family, "irc")
-    N, Ms = _sizes(spec, layers)
-    stack = RecurrentStack(spec, N, Ms).to(dtype)
+    spec = get(family, variant)
+    N, Ms = _sizes(spec, layers, n_in)
+    stack = RecurrentStack(spec, N, Ms, **opts).to(dtype)
     with torch.no_grad():
         for cell in stack.layers:
-            cell.connection.theta_alpha.add_(torch.randn_like(cell.connection.theta_alpha))
+            if hasattr(cell.connection, "theta_alpha"):
+                cell.connection.theta_alpha.add_(torch.randn_like(cell.connection.theta_alpha))
     return stack, N
 
 
@@ -104,21 +109,22 @@ def _compare(got, ref, tol):
     assert not bad, f"relative error over {tol}: {bad}"
 
 
-def _triton(mode):
+def _triton(mode="step", fold=True):
     def fn(stack, x, state):
         with kernels.mode(mode):
-            return fused_forward(stack, x, state, impl="triton")
+            return fused_forward(stack, x, state, impl="triton", fold=fold)
     return fn
 
 
-def _case(family, T, B, layers, dtype, mode, tol):
-    ref_stack, N = _build(family, layers)
+def _case(family, T, B, layers, dtype, mode, tol, fold=True, **build):
+    ref_stack, N = _build(family, layers, **build)
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = [tuple(torch.randn(B, n, dtype=torch.float64) * 0.5 for n in c.state_sizes())
              for c in ref_stack.layers]
     ref = _run(ref_stack, x, state, lambda s, x, st: s(x, st))
     stack = copy.deepcopy(ref_stack).to(dtype)
-    got = _run(stack, x.to(dtype), [tuple(t.to(dtype) for t in st) for st in state], _triton(mode))
+    got = _run(stack, x.to(dtype), [tuple(t.to(dtype) for t in st) for st in state],
+               _triton(mode, fold))
     assert got["out"].dtype == dtype
     _compare(got, ref, tol)
 
@@ -150,7 +156,7 @@ def test_step_and_persistent_agree_with_torch_fused(family):
     state = [tuple(torch.randn(3, n) for n in c.state_sizes()) for c in stack.layers]
     ref = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=True))
     for mode in ("step", "persistent"):
-        _compare(_run(stack, x, state, _triton(mode)), ref, 1e-5)
+        _compare(_run(stack, x, state, _triton(mode, fold=True)), ref, 1e-5)
 
 
 def test_poison_catches_an_unwritten_step(monkeypatch):
@@ -161,11 +167,12 @@ def test_poison_catches_an_unwritten_step(monkeypatch):
     x = torch.randn(T, B, N)
     out = torch.full((T, B, M), float("nan"))
     real = kt.fwd_step
+    hn = kt._fwd_step.arg_names.index("HN")                  # h_t's buffer
 
     class SkipLastStep:
         def __getitem__(self, grid):
             def launch(*args, **kw):
-                if args[6].data_ptr() != out[T - 1].data_ptr():     # args[6]: h_t's buffer
+                if args[hn].data_ptr() != out[T - 1].data_ptr():
                     real[grid](*args, **kw)
             return launch
 
@@ -175,6 +182,89 @@ def test_poison_catches_an_unwritten_step(monkeypatch):
         wx = torch.nn.functional.linear(x, cell.W).contiguous()
         kt.irc_forward("gru", R.contiguous(), wx, x, torch.zeros(B, M), None, None, out, mode="step")
     assert not torch.isnan(out[:T - 1]).any() and torch.isnan(out[T - 1]).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the two-product recurrences: unfolded IRC (fold=False) and IHC, per-step _mix_step/_dd_step launches
+# ---------------------------------------------------------------------------------------------------
+
+TWO_PRODUCT = [("irc", False), ("ihc", "auto")]
+
+
+def _two_product(family, variant, fold, T, B, dtype=torch.float32, tol=1e-4, layers=1, **opts):
+    _case(family, T, B, layers, dtype, "step", tol, fold=fold, variant=variant, n_in=10, **opts)
+
+
+@pytest.mark.parametrize("T,B", [(1, 1), (7, 3)])
+@pytest.mark.parametrize("variant,fold", TWO_PRODUCT)
+@pytest.mark.parametrize("family", FAMS)
+def test_two_product_float32_match_eager(family, variant, fold, T, B):
+    _two_product(family, variant, fold, T, B)
+
+
+@pytest.mark.parametrize("family", ["gru", "sru", "fastgrnn"])
+def test_ihc_gamma_on_feedback(family):
+    # the kernels see Γ' = Γ U_V (Γ diag(ω) for SRU) acting on h; dΓ' reaches Γ and U_V by autograd
+    _two_product(family, "ihc", "auto", 7, 3, gamma_input="feedback")
+
+
+@pytest.mark.parametrize("family,variant,fold", [("lstm", "irc", False), ("gru", "ihc", "auto")])
+def test_two_product_two_layers(family, variant, fold):
+    _two_product(family, variant, fold, 5, 3, layers=2)
+
+
+@pytest.mark.parametrize("family,variant,fold", [("gru", "irc", False), ("lstm", "ihc", "auto"),
+                                                 ("sru", "ihc", "auto")])
+def test_two_product_bfloat16(family, variant, fold):
+    _two_product(family, variant, fold, 7, 3, dtype=torch.bfloat16, tol=5e-2)
+
+
+@pytest.mark.parametrize("family", FAMS)
+def test_folded_and_unfolded_kernels_agree(family):
+    stack, N = _build(family, 1, torch.float32, seed=3, n_in=10)
+    x = torch.randn(5, 3, N)
+    state = [tuple(torch.randn(3, n) for n in c.state_sizes()) for c in stack.layers]
+    folded = _run(stack, x, state, _triton("step", fold=True))
+    _compare(_run(stack, x, state, _triton("step", fold=False)), folded, 1e-5)
+
+
+class _SkipOne:
+    """Stands in for a kernel launcher: runs every launch but the `skip`-th (0-based)."""
+
+    def __init__(self, real, skip):
+        self.real, self.skip, self.n = real, skip, 0
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            if self.n != self.skip:
+                self.real[grid](*args, **kw)
+            self.n += 1
+        return launch
+
+
+def test_poison_catches_a_skipped_mix_launch(monkeypatch):
+    """Forward: without the last step's _mix_step, d_T is the NaN of the refilled scratch, so h_T is."""
+    kt = kernels._module()
+    T = 4
+    stack, N = _build("gru", 1, torch.float32, variant="ihc", n_in=10)
+    monkeypatch.setattr(kt, "mix_step", _SkipOne(kt.mix_step, T - 1))
+    with torch.no_grad():
+        out, _ = fused_forward(stack, torch.randn(T, 2, N), impl="triton")
+    assert not torch.isnan(out[:T - 1]).any() and torch.isnan(out[T - 1]).all()
+
+
+def test_poison_catches_a_skipped_dd_launch(monkeypatch):
+    """Backward: without step T−1's _dd_step, what reaches h_{T−2} through U_V is NaN, and so is every
+    gradient of the steps before; step T−1's own input gradient stays finite."""
+    kt = kernels._module()
+    T = 4
+    stack, N = _build("gru", 1, torch.float32, n_in=10)
+    monkeypatch.setattr(kt, "dd_step", _SkipOne(kt.dd_step, 0))       # the first: step T−1's
+    x = torch.randn(T, 2, N, requires_grad=True)
+    out, _ = fused_forward(stack, x, impl="triton", fold=False)
+    out.sum().backward()
+    assert torch.isnan(x.grad[:T - 1]).all() and not torch.isnan(x.grad[T - 1]).any()
+    assert torch.isnan(stack.layers[0].connection.U_V.grad).any()
 
 
 def test_available_reports_interpreter_and_gpu_reason(monkeypatch):

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -18,6 +19,28 @@ def test_fused_passes_and_writes_rows(tmp_path):
     rows = json.loads(out.read_text())["results"]
     # 3 sizes × (IRC: 3 fold paths + IHC: 1)
     assert len(rows) == 12 and all(row["status"] == "ok" for row in rows)
+    assert all(row["metrics"]["grad_rel_err"] < 1e-4 for row in rows)
+
+
+def test_triton_rows_cover_unfolded_and_ihc(tmp_path):
+    """Under the Triton interpreter (conftest sets TRITON_INTERPRET=1) on CPU tensors: the unfolded
+    (fold=off) and IHC kernels, full (GRU) and diagonal (SRU) feedback; fold=on is the folded path,
+    which tests/test_kernels_interpret.py covers."""
+    pytest.importorskip("triton")
+    import kernels
+    ok, why = kernels.available()
+    if not ok:
+        pytest.skip(why)
+    out = tmp_path / "v.json"
+    r = runner.invoke(app, ["verify", "--backend", "triton", "--cell", "gru,sru", "--fold", "auto,off",
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())["results"]
+    # 2 cells × 3 sizes × (IRC: auto, off + IHC: auto)
+    assert len(rows) == 18 and all(row["status"] == "ok" for row in rows), r.output
+    paths = {(row["cell"], row["variant"], row["mode"]) for row in rows}
+    assert {("gru", "irc", "fold=off"), ("sru", "irc", "fold=off"), ("gru", "ihc", "fold=auto"),
+            ("sru", "ihc", "fold=auto")} <= paths
     assert all(row["metrics"]["grad_rel_err"] < 1e-4 for row in rows)
 
 

@@ -32,8 +32,6 @@ def verify_cases(specs, backends, dtype: str, device: str, sizes: str, folds) ->
                 for fold in folds:
                     if fold != "auto" and spec.variant == "ihc":
                         continue  # IHC never folds: one row is enough
-                    if fold == "off" and backend == "triton":
-                        continue  # the kernels implement the folded step only
                     cases.append(Case("verify", spec.family, spec.variant, spec.form, backend,
                                       mode=f"fold={fold}", dtype=dtype, device=device, batch=B,
                                       seq_len=T, input_size=M if spec.requires_square else N,
