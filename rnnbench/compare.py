@@ -203,6 +203,9 @@ class Report:
     base_name: str = "base"
     current_name: str = "current"
     notes: list[str] = field(default_factory=list)
+    # set when the files share no machine and rows were joined on their case alone: the command
+    # prints it on stderr, because every verdict then compares two machines
+    join_note: str | None = None
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -243,19 +246,88 @@ def _describe(device: str, name: str | None) -> str:
     return f"{device} ({name})" if name else device
 
 
-def _index(rf: ResultFile, with_device: bool, label: str, notes: list[str]) -> dict[str, Row]:
-    rows: dict[str, Row] = {}
+def _machine(row: Row, rf: ResultFile) -> str | None:
+    """The machine a row was measured on, named as `rnnbench merge` names it: ``labels["machine"]``
+    in a merged file, else the file's environment (shard.machine_id). None for parameter counts,
+    which no machine changes, and where the file does not say (a CSV of a single run)."""
+    if row.bench == "params":
+        return None
+    if row.labels.get("machine"):
+        return str(row.labels["machine"])
+    if rf.env.get("device_name") or rf.env.get("cpu"):
+        from rnnbench.shard import machine_id
+        return machine_id(rf.env)
+    return None
+
+
+Index = dict[tuple[str, str | None], Row]  # (case key, machine) -> row
+
+
+def _index(rf: ResultFile, with_device: bool, label: str, notes: list[str]) -> Index:
+    rows: Index = {}
     repeated = []
     for r in rf.results:
-        k = case_key(r) + (f"@{r.device}" if with_device else "")
-        if k in rows:
-            repeated.append(k)
+        k = (case_key(r) + (f"@{r.device}" if with_device else ""), _machine(r, rf))
+        # a merged file holds a parameter count once per machine, the same each time
+        if k in rows and (rows[k].status, rows[k].metrics) != (r.status, r.metrics):
+            repeated.append(k[0])
         rows[k] = r
     if repeated:
-        # a merged file from several machines holds a case once per machine
-        notes.append(f"{label}: {len(repeated)} case(s) appear more than once (first: {repeated[0]}); "
-                     "the last row of each is compared")
+        notes.append(f"{label}: {len(repeated)} case(s) appear more than once on one machine "
+                     f"(first: {repeated[0]}); the last row of each is compared")
     return rows
+
+
+def _join(rows_b: Index, rows_c: Index, names: tuple[str, str], notes: list[str]
+          ) -> tuple[list[tuple[str, Row | None, Row | None]], str | None]:
+    """Pair the rows of the two files: (the key shown, base row, current row), None on the side
+    that lacks the case. Files that share a machine pair a case only with the same case on the same
+    machine, and rows from a machine the other file lacks are left out (a note says so). Files that
+    share none pair every row of a case with every row of it in the other file, and the second
+    value is the line that says so."""
+    ms_b = {m for _, m in rows_b if m is not None}
+    ms_c = {m for _, m in rows_c if m is not None}
+    shared = ms_b & ms_c
+    join_note = None
+    if shared:
+        for label, ms, other in ((names[0], ms_b, names[1]), (names[1], ms_c, names[0])):
+            if ms - shared:
+                notes.append(f"{label}: rows from {', '.join(sorted(ms - shared))} are not "
+                             f"compared; {other} has none from there")
+        rows_b = {k: r for k, r in rows_b.items() if k[1] is None or k[1] in shared}
+        rows_c = {k: r for k, r in rows_c.items() if k[1] is None or k[1] in shared}
+        several = len(shared) > 1
+    else:
+        several = len(ms_b) > 1 or len(ms_c) > 1
+        if (ms_b and ms_c) or several:
+            def said(ms):
+                return ", ".join(sorted(ms)) or "no machine named"
+            join_note = (f"{names[0]} and {names[1]} share no machine ({names[0]}: {said(ms_b)}; "
+                         f"{names[1]}: {said(ms_c)}); rows are compared by case key alone")
+
+    def group(k: tuple[str, str | None]):
+        return k if shared else k[0]
+
+    def shown(row: Row, mb: str | None, mc: str | None) -> str:
+        where = mb if mc is None or mb == mc else mc if mb is None else f"{mb} → {mc}"
+        return case_key(row) + (f" @ {where}" if several and where else "")
+
+    by_c: dict = defaultdict(list)
+    for k, r in rows_c.items():
+        by_c[group(k)].append((k[1], r))
+    pairs: list[tuple[str, Row | None, Row | None]] = []
+    seen = set()
+    for k, b in rows_b.items():
+        g = group(k)
+        seen.add(g)
+        if g not in by_c:
+            pairs.append((shown(b, k[1], None), b, None))
+        for mc, cur in by_c.get(g, ()):
+            pairs.append((shown(b, k[1], mc), b, cur))
+    for g, rows in by_c.items():
+        if g not in seen:
+            pairs += [(shown(cur, None, mc), None, cur) for mc, cur in rows]
+    return pairs, join_note
 
 
 def check_comparable(base: ResultFile, current: ResultFile, *, normalize: bool = False,
@@ -447,23 +519,22 @@ def compare_files(base: ResultFile, current: ResultFile, opts: Options | None = 
     with_device = not (len(dev_b) == 1 and len(dev_c) == 1 and dev_b != dev_c)
     rows_b = _index(base, with_device, names[0], notes)
     rows_c = _index(current, with_device, names[1], notes)
-    common = [k for k in rows_b if k in rows_c]
-    if not common:
+    pairs, join_note = _join(rows_b, rows_c, names, notes)
+    if not any(b is not None and cur is not None for _, b, cur in pairs):
         raise IncompatibleResultsError(
             f"the files share no case ({names[0]}: {len(rows_b)} cases, {names[1]}: {len(rows_c)}); "
             "were they measured with the same suite?")
     comparisons: list[Comparison] = []
-    for k, b in rows_b.items():
-        shown = case_key(b)
-        if k not in rows_c:
+    for shown, b, cur in pairs:
+        if cur is None:
             if b.status == "ok":
                 comparisons.append(Comparison(shown, b.cell, b.backend, "", "row", verdict="missing"))
-            continue
-        comparisons += compare_rows(b, rows_c[k], base, current, opts, names, shown)
-    for k, cur in rows_c.items():
-        if k not in rows_b and cur.status == "ok":
-            comparisons.append(Comparison(case_key(cur), cur.cell, cur.backend, "", "row", verdict="new"))
-    return Report(comparisons, opts, names[0], names[1], notes)
+        elif b is None:
+            if cur.status == "ok":
+                comparisons.append(Comparison(shown, cur.cell, cur.backend, "", "row", verdict="new"))
+        else:
+            comparisons += compare_rows(b, cur, base, current, opts, names, shown)
+    return Report(comparisons, opts, names[0], names[1], notes, join_note)
 
 
 # -- summary ---------------------------------------------------------------------------------------
@@ -535,7 +606,7 @@ def report_markdown(report: Report, *, title: str = "rnnbench compare",
         lines += ["<details><summary>All comparisons</summary>", "",
                   to_markdown(cols, [c.cells() for c in shown]), "</details>", ""]
     lines += [f"_{thresholds_line(report.options)}_", ""]
-    lines += [f"- {n}" for n in report.notes]
+    lines += [f"- {n}" for n in report.notes + ([report.join_note] if report.join_note else [])]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -122,11 +122,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def flat_record(row: Row) -> dict:
-    """One CSV line: case fields, then metrics (lists such as raw samples left out), then labels."""
+    """One row, flat: key, case fields, metrics (lists such as raw samples left out), status,
+    reason, warnings, then labels as label_<name>."""
     rec = {"key": row.key}
     for f in CASE_FIELDS:
         v = getattr(row, f)
-        rec[f] = size_label(v) if f == "hidden_size" and v is not None else v
+        rec[f] = size_label(v) if isinstance(v, (list, tuple)) else v
     for k, v in row.metrics.items():
         if not isinstance(v, (list, tuple, dict)):
             rec[k] = v
@@ -137,18 +138,35 @@ def flat_record(row: Row) -> dict:
     return rec
 
 
+# the columns every row has, in their order: an empty result still has them
+FLAT_COLUMNS = ("key", *CASE_FIELDS, "status", "reason", "warnings")
+
+
+def to_dataframe(rows: list[Row], *, exact: bool = False):
+    """The rows as a pandas DataFrame, one line per result row: the flat view a CSV file holds.
+    Columns: key, the case fields (per-layer hidden sizes as a label: 1150-1150-400), every scalar
+    metric under its own name, whose suffix is its unit (time_s_median, saved_bytes,
+    tokens_per_s), status, reason, warnings and label_<name>, in the order they first appear;
+    a row without a metric holds NaN there. Raw samples and learning curves (lists) stay in
+    JSON.
+
+    Columns get numeric dtypes where their values allow (an integer column with gaps becomes
+    float). ``exact=True`` keeps every value as the Python object it was, so an integer prints as
+    one: the CSV writer's view.
+
+    pandas is imported here, when first asked for, so the command line starts without it."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame(columns=list(FLAT_COLUMNS), dtype=object)
+    frame = pd.DataFrame([flat_record(r) for r in rows], dtype=object)
+    return frame if exact else frame.infer_objects()
+
+
 def to_csv(rows: list[Row]) -> str:
-    records = [flat_record(r) for r in rows]
-    columns: list[str] = []
-    for rec in records:
-        columns += [c for c in rec if c not in columns]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for rec in records:
-        w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v)
-                    for k, v in rec.items()})
-    return buf.getvalue()
+    """Every value as Python writes it (repr for floats: nothing rounded); a value that is missing
+    or NaN is an empty cell."""
+    return to_dataframe(rows, exact=True).to_csv(index=False, lineterminator="\n")
 
 
 def to_markdown(columns: list[str], rows: list[list[str]]) -> str:

@@ -294,6 +294,64 @@ def test_params_only_files_need_no_reference_and_ignore_the_machine():
     for normalize in (False, True):
         report = cmp.compare_files(params_only("A"), params_only("B"), cmp.Options(normalize=normalize))
         assert report.regressions == [] and len(report.comparisons) == 6
+        assert report.join_note is None
+
+
+# -- files from several machines (rnnbench merge) --------------------------------------------------
+def merged(*files):
+    from rnnbench.shard import merge_results
+    rf, _ = merge_results([(f"{i}.json", f) for i, f in enumerate(files)])
+    return rf
+
+
+def test_a_merged_file_is_compared_machine_by_machine(tmp_path):
+    # before: one row per case survived ("the last row wins"), so machine A's slowdown was lost
+    base = merged(make_file(1, device_name="CPU A"), make_file(2, device_name="CPU B"))
+    cur = merged(make_file(3, device_name="CPU A", slow=SLOW_CASE), make_file(4, device_name="CPU B"))
+    report = cmp.compare_files(base, cur)
+    slow_key = "speed/lstm/irc/eager/fwd+bwd/float32/B32-T16-N256-M256-L1"
+    assert flagged(report) == [(f"{slow_key} @ CPU A", "time_s_median", "slower")]
+    timed = [c for c in report.comparisons if c.kind == "time"]
+    assert len(timed) == 2 * len(CELLS) * len(VARIANTS) * len(SIZES)  # every case on each machine
+    assert report.notes == [] and report.join_note is None
+    # parameter counts do not depend on the machine: compared once per case, not once per machine
+    assert len([c for c in report.comparisons if c.metric == "params"]) == len(CELLS) * len(VARIANTS)
+    # a CSV of a merged file keeps each row's machine (label_machine)
+    csv_report = cmp.compare_files(read_results(write(tmp_path, "b.csv", base)),
+                                   read_results(write(tmp_path, "c.csv", cur)))
+    assert flagged(csv_report) == [(f"{slow_key} @ CPU A", "time_s_median", "slower")]
+
+
+def test_a_machine_only_one_file_has_is_left_out_with_a_note():
+    base = merged(make_file(1, device_name="CPU A"), make_file(2, device_name="CPU B"))
+    cur = make_file(3, device_name="CPU A", slow=SLOW_CASE)
+    report = cmp.compare_files(base, cur)
+    assert [c.verdict for c in report.regressions] == ["slower"]
+    assert report.regressions[0].key.endswith("L1")  # one machine compared: no machine in the key
+    assert not [c for c in report.comparisons if c.verdict == "missing"]
+    assert report.notes == ["base: rows from CPU B are not compared; current has none from there"]
+    assert report.join_note is None
+
+
+def test_files_that_share_no_machine_are_joined_by_case_and_say_so_on_stderr(tmp_path):
+    base = write(tmp_path, "b.json", make_file(1, device_name="CPU A"))
+    other = write(tmp_path, "c.json", make_file(2, scale=2.0, device_name="CPU B", reference=2e-3))
+    res = run(base, other, "--normalize", "--markdown", tmp_path / "r.md")
+    assert res.exit_code == 0, res.output
+    line = (f"rnnbench: note: {base} and {other} share no machine ({base}: CPU A; {other}: CPU B); "
+            "rows are compared by case key alone")
+    assert res.stderr.splitlines() == [line]
+    assert "share no machine" not in res.stdout
+    assert "share no machine" in (tmp_path / "r.md").read_text()
+    # one machine against a merged file of two others: each of its rows against both
+    cur = merged(make_file(2, scale=2.0, device_name="CPU B", reference=2e-3),
+                 make_file(3, scale=3.0, device_name="CPU C", reference=3e-3))
+    report = cmp.compare_files(make_file(1, device_name="CPU A"), cur, cmp.Options(normalize=True))
+    assert report.join_note == ("base and current share no machine (base: CPU A; current: CPU B, "
+                                "CPU C); rows are compared by case key alone")
+    keys = {c.key for c in report.comparisons if c.kind == "time"}
+    assert len(keys) == 2 * len(CELLS) * len(VARIANTS) * len(SIZES)
+    assert any(k.endswith(" @ CPU A → CPU C") for k in keys) and report.regressions == []
 
 
 def test_different_dtype_exits_3(tmp_path):

@@ -57,6 +57,27 @@ def test_csv_and_json_hold_the_same_rows(tmp_path):
     assert json.loads(j.read_text())["schema"] == "rnnbench.results/1"
 
 
+def test_cell_and_variant_lists(tmp_path):
+    out = tmp_path / "p.json"
+    r = run("params", "--cell", "lstm,gru", "--variant", "ihc,irc", "-N", "8", "-M", "8",
+            "--json", str(out))
+    assert r.exit_code == 0, r.output
+    rows = [(x.cell, x.variant) for x in read_results(out).results]
+    # the baseline comes first, for the reduction against it
+    assert rows == [("lstm", "baseline"), ("lstm", "ihc"), ("lstm", "irc"),
+                    ("gru", "baseline"), ("gru", "ihc"), ("gru", "irc")]
+    assert "−35.3%" in r.stdout  # IRC-GRU at N = M = 8: 264 against 408
+
+
+def test_cell_all_with_the_canonical_form_leaves_out_cells_without_one(tmp_path):
+    out = tmp_path / "p.json"
+    r = run("params", "--cell", "all", "--form", "canonical", "--variant", "baseline", "-N", "8",
+            "-M", "8", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    assert "tlstm, pru have no canonical form; left out" in r.stderr
+    assert [x.cell for x in read_results(out).results] == ["gru", "lstm", "sru", "fastgrnn"]
+
+
 def test_detail_lists_every_tensor_with_its_symbol():
     r = run("params", "--cell", "lstm", "--ihc", "-N", "100", "-M", "800", "--detail")
     assert r.exit_code == 0

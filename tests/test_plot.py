@@ -102,6 +102,9 @@ def test_metric_selection(tmp_path):
     res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "params", "-m", "curves"])
     assert res.exit_code == 0, res.output
     assert {p.rsplit("/", 1)[-1] for p in res.output.split()} == {"params.png", "curve_copy.png"}
+    # a comma list, as every other list flag takes it
+    res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "params, curves"])
+    assert {p.rsplit("/", 1)[-1] for p in res.output.split()} == {"params.png", "curve_copy.png"}
     res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "flops"])
     assert res.exit_code == 2
     assert "flops" in res.output and "time_s_median" in res.output

@@ -82,3 +82,56 @@ def test_times_print_in_the_unit_they_round_into():
     assert fmt_time(0.0123) == "12.3 ms"
     assert fmt_time(2.5e-6) == "2.5 µs"
     assert fmt_time(3e-10) == "0.3 ns"
+
+
+def test_to_dataframe_is_the_flat_view_one_line_per_row():
+    import pandas as pd
+    from rnnbench.results import to_dataframe
+    rows = [_row(), _row(variant="baseline", status="oom", reason="out of memory", metrics={}),
+            _row(bench="params", backend="", mode="", hidden_size=[8, 4], layers=2,
+                 metrics={"params": 1234}, labels={"options": "gamma_input=feedback"})]
+    df = to_dataframe(rows)
+    assert len(df) == 3 and list(df["key"]) == [r.key for r in rows]
+    # the columns of the CSV file, in its order: case, metrics, status, then labels
+    assert list(df.columns) == ["key", "bench", "cell", "variant", "form", "backend", "mode",
+                                "dtype", "device", "batch", "seq_len", "input_size", "hidden_size",
+                                "layers", "time_s_median", "status", "reason", "warnings", "params",
+                                "label_options"]
+    assert list(df.columns) == to_csv(rows).splitlines()[0].split(",")
+    assert list(df["status"]) == ["ok", "oom", "ok"] and df["reason"][1] == "out of memory"
+    assert df["hidden_size"][2] == "8-4"
+    # numbers are numbers: a metric some rows lack is NaN there
+    assert df["time_s_median"].dtype == "float64" and df["time_s_median"][0] == 0.0123
+    assert df["time_s_median"][1:].isna().all()
+    assert df.groupby("variant")["time_s_median"].median()["irc"] == 0.0123
+    # exact keeps each value as it was: the CSV writer's view, an integer beside gaps stays one
+    exact = to_dataframe(rows, exact=True)
+    assert exact["params"][2] == 1234 and type(exact["params"][2]) is int
+    assert pd.isna(exact["params"][0])
+
+
+def test_to_dataframe_and_csv_hold_the_same_table():
+    import io
+
+    import pandas as pd
+    from rnnbench.results import to_dataframe
+    rows = [_row(batch=b, metrics={"time_s_median": 0.1 + b / 3, "n_samples": b}) for b in (1, 2)]
+    rows.append(_row(batch=3, status="failed", reason="boom", metrics={}))
+    numbers = ["batch", "hidden_size", "time_s_median", "n_samples"]
+    back = pd.read_csv(io.StringIO(to_csv(rows)))
+    assert list(back.columns) == list(to_dataframe(rows).columns)
+    pd.testing.assert_frame_equal(back[numbers], to_dataframe(rows)[numbers])
+
+
+def test_an_empty_result_has_a_readable_csv(tmp_path):
+    from rnnbench.results import FLAT_COLUMNS, to_dataframe
+    assert list(to_dataframe([]).columns) == list(FLAT_COLUMNS)
+    write_outputs(ResultFile({}, {}, []), csv_path=tmp_path / "e.csv")
+    assert read_results(tmp_path / "e.csv").results == []
+
+
+def test_the_command_line_starts_without_pandas():
+    import subprocess
+    import sys
+    code = "import sys, rnnbench.cli; sys.exit('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -80,7 +80,9 @@ def test_speed_files_hold_the_same_rows(cli, tmp_path):
     for a, b in zip(js.results, cs.results):
         assert (a.status, a.cell, a.variant, a.mode, a.batch, a.seq_len) == \
                (b.status, b.cell, b.variant, b.mode, b.batch, b.seq_len)
-        scalars = {k: v for k, v in a.metrics.items() if not isinstance(v, (list, dict))}
+        # a metric without a value (None: e.g. CPU shares this machine cannot read) has no CSV cell
+        scalars = {k: v for k, v in a.metrics.items()
+                   if v is not None and not isinstance(v, (list, dict))}
         assert scalars == b.metrics            # floats written with repr: read back exactly
         assert "samples_s" not in b.metrics    # raw samples only in JSON
     fwd = js.results[0]
@@ -164,3 +166,69 @@ def test_cell_all_with_the_canonical_form_leaves_out_cells_without_one(cli, tmp_
     # naming such a cell is still an error
     one_line_error(cli("memory", "--cell", "pru", "--form", "canonical", "--variant", "baseline",
                        "--no-rss"), "has no 'canonical' form")
+
+
+# -- one parser for every command's lists, variants, dtypes and devices ----------------------------
+@pytest.mark.parametrize("args", [
+    ["speed", *TINY[:8]], ["memory", "--no-rss"], ["params"], ["verify"], ["task", "adding"]])
+def test_an_unknown_variant_reads_alike_in_every_command(cli, args):
+    one_line_error(cli(*args, "--cell", "gru", "--variant", "irc,highway"),
+                   "unknown variant 'highway'; choose from ")
+
+
+@pytest.mark.parametrize("command", ["speed", "memory", "verify"])
+def test_dtype_and_device_read_alike_in_every_command(cli, command):
+    one_line_error(cli(command, "--cell", "gru", "--dtype", "float8"),
+                   "unknown dtype 'float8'; choose from float32, bfloat16, float16, float64")
+    one_line_error(cli(command, "--cell", "gru", "-d", "tpu"), "unknown device 'tpu'")
+
+
+def test_a_variant_list_keeps_the_baseline_beside_for_the_ratio(cli, tmp_path):
+    out = tmp_path / "m.json"
+    r = cli("memory", "--cell", "gru", "--variant", "ihc, irc", "--no-rss", "-B", "2", "-T", "2",
+            "-N", "4", "-M", "4", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    assert [x.variant for x in read_results(out).results] == ["baseline", "ihc", "irc"]
+
+
+def test_verify_names_why_a_variant_or_backend_is_not_checked(cli):
+    one_line_error(cli("verify", "--variant", "baseline"),
+                   "--variant baseline: the fused kernels exist for IRC and IHC cells only; "
+                   "choose from irc, ihc, all (comma lists allowed)")
+    one_line_error(cli("verify", "--backend", "eager"), "--backend eager: verify checks fused and triton")
+    one_line_error(cli("verify", "--fold", "on,maybe"), "unknown fold path 'maybe'")
+
+
+def test_the_parsers():
+    from rnnbench.commands import common
+    from rnnbench.errors import RnnbenchError
+
+    assert common.split_list(" a, b,,a ", "--x") == ["a", "b"]
+    assert common.parse_choices("ALL", "--mode", ("fwd", "bwd"), noun="mode") == ["fwd", "bwd"]
+    assert common.parse_choices("bwd,fwd,bwd", "--mode", ("fwd", "bwd"), noun="mode") == ["bwd", "fwd"]
+    assert common.parse_modes("fwd+bwd") == ["fwd+bwd"]
+    assert common.parse_backends("Eager, native,eager") == ["eager", "native"]
+    assert common.parse_variants("all") == ["baseline", "irc", "ihc"]
+    assert common.parse_variants("ihc,baseline") == ["ihc", "baseline"]  # trained as named
+    assert common.parse_variants("ihc", baseline_beside=True) == ["baseline", "ihc"]
+    assert common.parse_variants("all", irc=True, baseline_beside=True) == ["baseline", "irc"]
+    assert common.parse_variants("all", allowed=("irc", "ihc")) == ["irc", "ihc"]
+    assert common.parse_cells("all") == ("all", False)
+    assert common.parse_cells("gru, lstm") == (["gru", "lstm"], True)
+    assert common.dtype_option("bf16") == "bfloat16"
+    assert str(common.device_option("CPU")) == "cpu"
+    assert common.parse_one("Min", "--time-stat", ("median", "min")) == "min"
+    assert common.parse_int_list("1150,1150,400", "-M") == [1150, 1150, 400]  # repeats kept
+    common.require_positive(("--batch", 1), ("--layers", None))
+    for call, message in [
+        (lambda: common.split_list(" , ", "--cell"), "--cell needs at least one value, got ' , '"),
+        (lambda: common.parse_modes("fwd,back"), "unknown mode 'back'; choose from fwd, fwd+bwd, "
+                                                 "bwd, all (comma lists allowed)"),
+        (lambda: common.parse_one("max", "--time-stat", ("median", "min")),
+         "--time-stat must be one of median, min, got 'max'"),
+        (lambda: common.require_positive(("--batch", 0)), "--batch must be positive, got 0"),
+        (lambda: common.check_devices(["cpu", "tpu"], what="s.toml"), "s.toml: unknown device 'tpu'"),
+    ]:
+        with pytest.raises(RnnbenchError) as e:
+            call()
+        assert str(e.value).startswith(message), str(e.value)

@@ -1,19 +1,30 @@
-"""What every command shares: the error boundary, consoles, and option parsing."""
+"""What every command shares: the error boundary, consoles, and option parsing.
+
+Every flag that takes a comma list, a choice, a dtype or a device is parsed here, so one spelling
+works in every command and a bad value is one line on stderr and exit code 2 (a RnnbenchError
+through :func:`cli_errors`) everywhere.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Collection, Iterable, Sequence
 
 import typer
 from rich.console import Console
 
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import DeviceError, RnnbenchError, UnknownCellError
 
 # tables on stdout, progress and messages on stderr, so stdout can be piped
 # piped output is not cut to 80 columns: wide tables stay one line per row in logs
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+
+
+def note(text: str) -> None:
+    """One line on stderr. Plain print: Rich would wrap it at 80 columns when stderr is a file."""
+    print(f"rnnbench: {text}", file=sys.stderr)
 
 
 def cli_errors(fn):
@@ -33,8 +44,43 @@ def cli_errors(fn):
     return wrapper
 
 
+# -- lists and choices -----------------------------------------------------------------------------
+def split_list(text: str, what: str) -> list[str]:
+    """'a, b,,a' into ['a', 'b']: blanks dropped, a repeat kept once, the order kept."""
+    items = list(dict.fromkeys(p.strip() for p in str(text).split(",") if p.strip()))
+    if not items:
+        raise RnnbenchError(f"{what} needs at least one value, got {text!r}")
+    return items
+
+
+def parse_choices(text: str, what: str, choices: Sequence[str], *, noun: str,
+                  known: Collection[str] = (), why: str = "") -> list[str]:
+    """A comma list of ``choices`` (any case), or 'all' for every one of them. A value in
+    ``known`` but not in ``choices`` exists elsewhere in rnnbench: the message says ``why`` it
+    cannot be had here instead of calling it unknown."""
+    items = list(dict.fromkeys(p.lower() for p in split_list(text, what)))
+    if items == ["all"]:
+        return list(choices)
+    listing = f"choose from {', '.join(choices)}, all (comma lists allowed)"
+    for v in items:
+        if v in choices:
+            continue
+        if v in known:
+            raise RnnbenchError(f"{what} {v}: {why}; {listing}")
+        raise RnnbenchError(f"unknown {noun} {v!r}; {listing}")
+    return items
+
+
+def parse_one(text: str, what: str, choices: Sequence[str]) -> str:
+    """One value of ``choices`` (any case)."""
+    value = str(text).strip().lower()
+    if value not in choices:
+        raise RnnbenchError(f"{what} must be one of {', '.join(choices)}, got {text!r}")
+    return value
+
+
 def parse_int_list(text: str, what: str) -> list[int]:
-    """'512' or '400,1150,400' into positive integers."""
+    """'512' or '400,1150,400' into positive integers (repeats kept: they are per-layer sizes)."""
     parts = [p for p in text.replace(" ", "").split(",") if p]
     if not parts or not all(p.isdigit() for p in parts):
         raise RnnbenchError(f"{what} must be integers separated by commas, got {text!r}")
@@ -44,10 +90,16 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return values
 
 
+def require_positive(*flags: tuple[str, float | None]) -> None:
+    """Each (flag, value) pair that has a value must be above zero."""
+    for what, v in flags:
+        if v is not None and v <= 0:
+            raise RnnbenchError(f"{what} must be positive, got {v}")
+
+
 def hidden_sizes_option(text: str, layers: int | None) -> list[int]:
     """--hidden-size (one M, or one per layer) with --layers: the per-layer hidden sizes."""
-    if layers is not None and layers <= 0:
-        raise RnnbenchError(f"--layers must be positive, got {layers}")
+    require_positive(("--layers", layers))
     hs = parse_int_list(text, "--hidden-size")
     if len(hs) == 1 and layers:
         return hs * layers
@@ -56,13 +108,104 @@ def hidden_sizes_option(text: str, layers: int | None) -> list[int]:
     return hs
 
 
-def choose_variants(variant: str, irc: bool, ihc: bool) -> list[str]:
-    """--irc/--ihc are shorthands: the baseline is always shown beside them for the ratio."""
-    if irc or ihc:
-        return ["baseline"] + (["irc"] if irc else []) + (["ihc"] if ihc else [])
-    if variant == "all":
-        return ["baseline", "irc", "ihc"]
+# -- what to measure -------------------------------------------------------------------------------
+def parse_cells(text: str) -> tuple[list[str] | str, bool]:
+    """--cell: ('all', False) or (the named families, True). The registry checks the names when
+    the cells are selected, so its message, which lists the families, is the one users see."""
+    names = split_list(text, "--cell")
+    if names == ["all"]:
+        return "all", False
+    return names, True
+
+
+def select_cells(text: str, variants: list[str], form: str = "paper") -> tuple[list, bool]:
+    """--cell with the variants and form: the cell specs, and whether the cells were named.
+    'all' means every family that has the form (a note on stderr names those left out);
+    naming a family that lacks it is an error."""
+    from rnnbench.cells.registry import families, get, select
+
+    cells, named = parse_cells(text)
+    if not named and form != "paper" and "baseline" in variants:
+        have, lack = [], []
+        for fam in families():
+            try:
+                get(fam, "baseline", form)
+                have.append(fam)
+            except UnknownCellError:
+                lack.append(fam)
+        if lack:
+            err.print(f"note: {', '.join(lack)} have no {form} form; left out", highlight=False,
+                      markup=False)
+        cells = have
+    return select(cells, variants, form), named
+
+
+def parse_variants(text: str, *, irc: bool = False, ihc: bool = False,
+                   allowed: Sequence[str] | None = None, why: str = "",
+                   baseline_beside: bool = False) -> list[str]:
+    """--variant: baseline, irc, ihc, a comma list, or all (every variant in ``allowed``, by
+    default all three). --irc/--ihc, where a command has them, name those variants instead.
+
+    ``baseline_beside``: the commands that report each variant as a ratio to its baseline measure
+    the baseline too, first, whether or not it was named."""
     from rnnbench.cells.registry import VARIANTS
-    if variant not in VARIANTS:
-        raise RnnbenchError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}, all")
-    return [variant] if variant == "baseline" else ["baseline", variant]
+
+    if irc or ihc:
+        chosen = [v for v, on in (("irc", irc), ("ihc", ihc)) if on]
+    else:
+        chosen = parse_choices(text, "--variant", tuple(allowed or VARIANTS), noun="variant",
+                               known=VARIANTS, why=why)
+    if baseline_beside:
+        chosen = ["baseline"] + [v for v in chosen if v != "baseline"]
+    return chosen
+
+
+def parse_backends(text: str) -> list[str]:
+    """--backend: eager, compile, native, fused, triton (or another registered one), a comma
+    list, or all."""
+    from rnnbench.backends import BACKENDS
+
+    return parse_choices(text, "--backend", tuple(BACKENDS), noun="backend")
+
+
+def parse_modes(text: str) -> list[str]:
+    """--mode: fwd, fwd+bwd, bwd, a comma list, or all."""
+    from rnnbench.bench.speed import MODES
+
+    return parse_choices(text, "--mode", MODES, noun="mode")
+
+
+# -- dtype and device ------------------------------------------------------------------------------
+def dtype_option(text: str) -> str:
+    """--dtype: a name or alias (fp32, bf16, half) into its canonical name (float32, ...)."""
+    from rnnbench.devices import dtype_name, parse_dtype
+
+    return dtype_name(parse_dtype(text))
+
+
+def device_option(text: str):
+    """--device: cpu, cuda, cuda:N (or mps) into a torch.device this machine has, or one line
+    saying why not."""
+    from rnnbench.devices import resolve_device
+
+    return resolve_device(text)
+
+
+def check_devices(devices: Iterable[str], *, what: str = "the suite") -> str:
+    """Fail early, not once per case, when ``what`` (a suite, a task config) wants a device this
+    machine lacks. Returns the device the environment is recorded for."""
+    from rnnbench.suite import check_device
+
+    devices = sorted(set(devices))
+    for d in devices:
+        check_device(d, what)
+    cuda = [d for d in devices if d.startswith("cuda")]
+    if cuda or "mps" in devices:
+        import torch
+        if cuda and not torch.cuda.is_available():
+            raise DeviceError(f"{what} runs on {cuda[0]}, but torch sees no CUDA device "
+                              f"(torch {torch.__version__}); --device cpu runs it here")
+        if "mps" in devices and not torch.backends.mps.is_available():
+            raise DeviceError(f"{what} runs on mps, which this torch cannot use; "
+                              "--device cpu runs it here")
+    return cuda[0] if cuda else ("mps" if "mps" in devices else "cpu")

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from rnnbench import compare as cmp
-from rnnbench.commands.common import cli_errors, out
+from rnnbench.commands.common import cli_errors, note, out, parse_one
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import atomic_write_text, read_results
 
@@ -51,15 +51,16 @@ def compare(
         threshold=cmp.parse_percent(threshold, "--threshold"),
         min_time=cmp.parse_duration(min_time, "--min-time"),
         memory_threshold=cmp.parse_percent(memory_threshold, "--memory-threshold"),
-        alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio, time_stat=time_stat)
-    if time_stat not in ("median", "min"):
-        raise RnnbenchError(f"--time-stat must be median or min, got {time_stat!r}")
+        alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio,
+        time_stat=parse_one(time_stat, "--time-stat", ("median", "min")))
     if not 0 < alpha < 1:
         raise RnnbenchError(f"--alpha must be between 0 and 1, got {alpha}")
     if time_fail_ratio is not None and time_fail_ratio < 1:
         raise RnnbenchError(f"--time-fail-ratio must be at least 1, got {time_fail_ratio}")
     rf_base, rf_current = read_results(base), read_results(current)
     report = cmp.compare_files(rf_base, rf_current, opts, names=(str(base), str(current)))
+    if report.join_note:
+        note(f"note: {report.join_note}")
 
     shown = [c for c in report.comparisons if not changes_only or c.verdict != "same"]
     table = Table(title=f"{base} → {current}")
@@ -79,8 +80,8 @@ def compare(
         for s in summary:
             st.add_row(*cmp.summary_cells(s))
         out.print(st)
-    for note in report.notes:
-        out.print(f"note: {note}", highlight=False, markup=False)
+    for line in report.notes:
+        out.print(f"note: {line}", highlight=False, markup=False)
     out.print(cmp.thresholds_line(opts), highlight=False, markup=False)
     out.print(cmp.headline(report), style="bold red" if report.regressions else "bold green",
               highlight=False, markup=False)

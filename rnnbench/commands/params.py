@@ -11,9 +11,9 @@ from rich.table import Table
 from rnnbench import envinfo
 from rnnbench.bench import published
 from rnnbench.bench.params import measure_params
-from rnnbench.cells.registry import select
-from rnnbench.commands.common import choose_variants, cli_errors, hidden_sizes_option, out
-from rnnbench.errors import RnnbenchError
+from rnnbench.commands import _options as opts
+from rnnbench.commands.common import (cli_errors, hidden_sizes_option, out, parse_variants,
+                                      require_positive, select_cells)
 from rnnbench.results import ResultFile, Row, atomic_write_text, fmt_count, to_markdown, write_outputs
 
 
@@ -23,24 +23,22 @@ def _reduction(base: int, n: int) -> str:
 
 
 def params(
-    cell: str = typer.Option("all", "--cell", "-c", help="gru, lstm, sru, tlstm, fastgrnn, pru, or all"),
-    variant: str = typer.Option("all", "--variant", "-v", help="baseline, irc, ihc, or all"),
-    irc: bool = typer.Option(False, "--irc", help="shorthand: baseline and IRC"),
-    ihc: bool = typer.Option(False, "--ihc", help="shorthand: baseline and IHC"),
-    input_size: int = typer.Option(512, "--input-size", "-N", help="input width N"),
-    hidden_size: str = typer.Option("512", "--hidden-size", "-M",
-                                    help="hidden width M, or one per layer: 1150,1150,400"),
-    layers: Optional[int] = typer.Option(None, "--layers", "-L", help="layers (repeats one M)"),
-    form: str = typer.Option("paper", "--form", help="paper or canonical (baselines only)"),
-    ihc_gamma: str = typer.Option("h", "--ihc-gamma",
-                                  help="IHC gate input: h (eq. 53) or feedback (Γ N×N on U_V h)"),
-    pru_output_map: bool = typer.Option(True, "--pru-output-map/--no-pru-output-map"),
+    cell: str = opts.CELL,
+    variant: str = opts.VARIANT,
+    irc: bool = opts.IRC,
+    ihc: bool = opts.IHC,
+    input_size: int = opts.INPUT_SIZE,
+    hidden_size: str = opts.HIDDEN_SIZE,
+    layers: Optional[int] = opts.LAYERS,
+    form: str = opts.FORM,
+    ihc_gamma: str = opts.IHC_GAMMA,
+    pru_output_map: bool = opts.PRU_OUTPUT_MAP,
     detail: bool = typer.Option(False, "--detail", help="every parameter tensor, shape and symbol"),
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="a published-figures table, e.g. bench_configs/paper_table2.toml"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="write the rows as CSV"),
-    json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
+    csv: Optional[Path] = opts.CSV,
+    json: Optional[Path] = opts.JSON,
+    markdown: Optional[Path] = opts.MARKDOWN,
 ):
     """Count parameters of cells and variants, with the reduction against the baseline."""
     if config is not None:
@@ -48,10 +46,10 @@ def params(
         rows = published.evaluate(table_rows)
         columns, cells = _published_table(rows, meta.get("title", str(config)))
     else:
-        if input_size <= 0:
-            raise RnnbenchError(f"--input-size must be positive, got {input_size}")
+        require_positive(("--input-size", input_size))
         hs = hidden_sizes_option(hidden_size, layers)
-        specs = select(cell, choose_variants(variant, irc, ihc), form)
+        specs, _ = select_cells(cell, parse_variants(variant, irc=irc, ihc=ihc,
+                                                     baseline_beside=True), form)
         options = {"gamma_input": ihc_gamma, "output_map": pru_output_map}
         rows, details = [], []
         for spec in specs:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from rnnbench import plot as plotting
-from rnnbench.commands.common import cli_errors
+from rnnbench.commands.common import cli_errors, require_positive, split_list
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import read_results
 
@@ -17,15 +17,16 @@ def plot(
     results: Path = typer.Argument(..., help="result file (JSON; CSV has no learning curves)"),
     out_dir: Path = typer.Option(Path("rnnbench-plots"), "--out", "-o", help="directory for the PNG files"),
     metric: Optional[list[str]] = typer.Option(
-        None, "--metric", "-m", help="plot only this metric (repeatable; 'curves' for learning curves)"),
+        None, "--metric", "-m", help="plot only these metrics: a comma list, or repeat the flag; "
+                                     "'curves' for learning curves"),
     dpi: int = typer.Option(120, "--dpi", help="resolution of the PNG files"),
 ):
     """Chart a result file: time or throughput against hidden size, parameters and memory per
     variant, learning curves of task rows. Prints the files written."""
-    if dpi <= 0:
-        raise RnnbenchError(f"--dpi must be positive, got {dpi}")
+    require_positive(("--dpi", dpi))
+    metrics = [m for text in metric or () for m in split_list(text, "--metric")]
     rf = read_results(results)
-    charts = plotting.build_charts(rf.results, metric or None)
+    charts = plotting.build_charts(rf.results, list(dict.fromkeys(metrics)) or None)
     if not charts:
         raise RnnbenchError(
             f"{results} has nothing to plot: no ok rows with times, throughput, parameters, memory "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -15,8 +14,8 @@ from rich.table import Table
 
 from rnnbench import envinfo
 from rnnbench.case import Case
-from rnnbench.commands.common import cli_errors, err, out
-from rnnbench.errors import DeviceError, RnnbenchError
+from rnnbench.commands.common import check_devices, cli_errors, err, note, out
+from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
                               read_results, size_label, write_outputs)
 from rnnbench.shard import machine_id, parse_shard, shard_cases
@@ -25,11 +24,6 @@ from rnnbench.suite import (default_measure, is_params_table, parse_suite, read_
 
 RESULTS_DIR = Path("results")
 _STAMP = "%Y%m%d-%H%M%S"
-
-
-def note(text: str) -> None:
-    # plain print: Rich would wrap a note at 80 columns when stderr is a log file
-    print(f"rnnbench: {text}", file=sys.stderr)
 
 
 def shard_tag(shard: tuple[int, int] | None) -> str:
@@ -56,22 +50,6 @@ def selected_cases(data: dict, suite: Path, device: str | None, shard: str | Non
         note(n)
     where = parse_shard(shard) if shard else None
     return s, where, (shard_cases(s.cases, *where) if where else s.cases)
-
-
-def check_devices(cases: list[Case]) -> str:
-    """The device the environment is recorded for; fails early, not once per case, when a suite
-    wants a device this machine lacks."""
-    devices = sorted({c.device for c in cases})
-    cuda = [d for d in devices if d.startswith("cuda")]
-    if cuda or "mps" in devices:
-        import torch
-        if cuda and not torch.cuda.is_available():
-            raise DeviceError(f"the suite runs on {cuda[0]}, but torch sees no CUDA device "
-                              f"(torch {torch.__version__}); --device cpu runs it here")
-        if "mps" in devices and not torch.backends.mps.is_available():
-            raise DeviceError("the suite runs on mps, which this torch cannot use; "
-                              "--device cpu runs it here")
-    return cuda[0] if cuda else ("mps" if "mps" in devices else "cpu")
 
 
 def measure_reference(device: str, threads: int | None = None) -> dict | None:
@@ -123,7 +101,7 @@ def run(
         _run_params(suite, json, csv, overwrite or resume)  # recounting is resuming
         return
     s, where, cases = selected_cases(data, suite, device, shard)
-    env = envinfo.collect(check_devices(cases) if cases else "cpu")
+    env = envinfo.collect(check_devices(c.device for c in cases) if cases else "cpu")
     measure = default_measure()
     measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work
 

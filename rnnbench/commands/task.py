@@ -9,9 +9,12 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo
-from rnnbench.cells.registry import VARIANTS, get, select
-from rnnbench.commands.common import cli_errors, err, hidden_sizes_option, out
-from rnnbench.errors import DeviceError, RnnbenchError
+from rnnbench.cells.registry import get
+from rnnbench.commands import _options as opts
+from rnnbench.commands.common import (check_devices, cli_errors, device_option, err,
+                                      hidden_sizes_option, out, parse_variants, require_positive,
+                                      select_cells)
+from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, Row, atomic_write_text, fmt_count, fmt_time,
                               to_markdown)
 from rnnbench.tasks.data import ADDING_TRIVIAL_MSE, TaskSpec
@@ -31,12 +34,11 @@ _D, _A, _C = TrainConfig(), TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
 def task(
     name: Optional[str] = typer.Argument(None, metavar="[TASK]",
                                          help="adding, memorization (memorisation) or copy"),
-    cell: str = typer.Option("gru", "--cell", "-c",
-                             help="gru, lstm, sru, tlstm, fastgrnn, pru, a list (gru,lstm), or all"),
+    cell: str = typer.Option("gru", "--cell", "-c", help=opts.CELL_HELP),
     variant: str = typer.Option("baseline", "--variant", "-v",
-                                help="baseline, irc, ihc, a list (baseline,irc), or all; "
-                                     "only what is named is trained"),
-    form: str = typer.Option("paper", "--form", help="paper or canonical (baselines only)"),
+                                help=opts.VARIANT_HELP + "; only what is named is trained (no "
+                                     "baseline beside: each run is a model of its own)"),
+    form: str = opts.FORM,
     hidden_size: str = typer.Option(DEFAULT_HIDDEN, "--hidden-size", "-M",
                                     help="hidden width M, or one per layer: 64,64"),
     layers: Optional[int] = typer.Option(None, "--layers", "-L", help="layers (repeats one M)"),
@@ -66,23 +68,23 @@ def task(
     stop_when_solved: Optional[bool] = typer.Option(
         None, "--stop-when-solved/--no-stop-when-solved",
         help="stop at the first validation point past the task's solve line"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:i] (default cpu)"),
+    device: Optional[str] = typer.Option(None, "--device", "-d",
+                                         help="cpu or cuda (cuda:N); default: cpu, or the config's"),
     backend: str = typer.Option("eager", "--backend",
                                 help=f"implementation to train: {', '.join(backend_names())}"),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="CPU threads for torch (default 1: these small recurrent steps "
                                 "run faster on one, and a busy machine slows two a lot)"),
-    ihc_gamma: str = typer.Option("h", "--ihc-gamma",
-                                  help="IHC gate input: h (eq. 53) or feedback (Γ N×N on U_V h)"),
-    pru_output_map: bool = typer.Option(True, "--pru-output-map/--no-pru-output-map"),
+    ihc_gamma: str = opts.IHC_GAMMA,
+    pru_output_map: bool = opts.PRU_OUTPUT_MAP,
     config: Optional[Path] = typer.Option(None, "--config", "--suite",
                                           help="a task suite, e.g. bench_configs/tasks.toml; "
                                                "training flags given here override it"),
     verbose: bool = typer.Option(False, "--verbose", help="print every validation point"),
     resume: bool = typer.Option(False, "--resume", help="keep finished runs found in --json"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="write the rows as CSV"),
+    csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON (with curves)"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
+    markdown: Optional[Path] = opts.MARKDOWN,
 ):
     """Train cells on the adding, memorisation or copy task; report final and best validation
     score, parameters and time per step, with the learning curve in the result file."""
@@ -101,10 +103,11 @@ def task(
                                 reference, seq_len, targets, interfere, alphabet, overrides,
                                 backend, {"gamma_input": ihc_gamma, "output_map": pru_output_map})
         title = ""
-    for d in sorted({r.cfg.device for r in plan}):
-        _check_device(d)
-    if threads is not None and threads <= 0:
-        raise RnnbenchError(f"--threads must be positive, got {threads}")
+    if device is not None:
+        device_option(device)  # it overrides the config's devices
+    else:
+        check_devices((r.cfg.device for r in plan), what=str(config or "the task"))
+    require_positive(("--threads", threads))
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
@@ -131,37 +134,10 @@ def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_par
     spec_task = TaskSpec.make(task_name, **sizes)
     hs = hidden_sizes_option(hidden_size, layers)
     cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    cells = "all" if cell == "all" else [c for c in cell.replace(" ", "").split(",") if c]
-    variants = _variants(variant)
-    specs = select(cells, variants, form)
+    specs, _ = select_cells(cell, parse_variants(variant), form)
     ref = get(*parse_cell(reference)) if matched_params else None
     return plan_runs(specs, spec_task, hs, cfg, matched_params=matched_params, reference=ref,
                      options=options, backend=backend)
-
-
-def _variants(text: str) -> list[str]:
-    if text == "all":
-        return list(VARIANTS)
-    vs = [v for v in text.replace(" ", "").split(",") if v]
-    bad = [v for v in vs if v not in VARIANTS]
-    if bad or not vs:
-        raise RnnbenchError(f"unknown variant {text!r}; choose from {', '.join(VARIANTS)}, all")
-    return vs
-
-
-def _check_device(device: str) -> None:
-    import torch
-    if device == "cpu":
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} asked for, but torch sees no CUDA device")
-        try:
-            torch.device(device)
-        except RuntimeError:
-            raise DeviceError(f"not a device: {device!r}") from None
-        return
-    raise DeviceError(f"unknown device {device!r}; use cpu or cuda[:i]")
 
 
 def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose) -> list[Row]:

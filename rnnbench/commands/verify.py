@@ -9,44 +9,41 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo
+from rnnbench.backends import BACKENDS
 from rnnbench.bench.verify import SIZES, verify_case, verify_cases
-from rnnbench.cells.registry import select
-from rnnbench.commands.common import cli_errors, err, out
-from rnnbench.devices import dtype_name, parse_dtype, resolve_device
-from rnnbench.errors import RnnbenchError
+from rnnbench.commands import _options as opts
+from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err, out,
+                                      parse_choices, parse_one, parse_variants, select_cells)
 from rnnbench.results import ResultFile, to_markdown, write_outputs, atomic_write_text
 
 
 def verify(
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-    backend: str = typer.Option("fused,triton", "--backend", help="fused, triton, or both"),
-    cell: str = typer.Option("all", "--cell", "-c", help="a family, a comma list, or all"),
-    variant: str = typer.Option("irc,ihc", "--variant", "-v", help="irc, ihc, or both"),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16, float64"),
+    device: str = opts.DEVICE,
+    backend: str = typer.Option("fused,triton", "--backend", "-b",
+                                help="fused, triton, a comma list, or all"),
+    cell: str = opts.CELL,
+    variant: str = typer.Option("irc,ihc", "--variant", "-v",
+                                help="irc, ihc, a comma list, or all (= irc,ihc): the fused "
+                                     "kernels exist for IRC and IHC cells only"),
+    dtype: str = opts.DTYPE,
     sizes: str = typer.Option("", "--sizes", help="small or gpu (default: gpu on cuda, else small)"),
-    folds: str = typer.Option("auto,on,off", "--fold", help="IRC paths to check: auto, on, off"),
-    csv: Optional[Path] = typer.Option(None, "--csv"),
-    json: Optional[Path] = typer.Option(None, "--json"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown"),
+    folds: str = typer.Option("auto,on,off", "--fold",
+                              help="IRC paths to check: auto, on, off, a comma list, or all"),
+    csv: Optional[Path] = opts.CSV,
+    json: Optional[Path] = opts.JSON,
+    markdown: Optional[Path] = opts.MARKDOWN,
 ):
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
-    dev = resolve_device(device)
-    dtype = dtype_name(parse_dtype(dtype))
-    sizes = sizes or ("gpu" if dev.type == "cuda" else "small")
-    if sizes not in SIZES:
-        raise RnnbenchError(f"--sizes must be one of {', '.join(SIZES)}")
-    backends = [b.strip() for b in backend.split(",") if b.strip()]
-    if not backends or set(backends) - {"fused", "triton"}:
-        raise RnnbenchError("--backend takes fused and/or triton")
-    variants = [v.strip() for v in variant.split(",") if v.strip()]
-    if not variants or set(variants) - {"irc", "ihc"}:
-        raise RnnbenchError("--variant takes irc and/or ihc (the fused kernels cover those)")
-    fold_list = [f.strip() for f in folds.split(",") if f.strip()]
-    if not fold_list or set(fold_list) - {"auto", "on", "off"}:
-        raise RnnbenchError("--fold takes auto, on, off")
-    cells = "all" if cell == "all" else [c.strip() for c in cell.split(",")]
-    specs = select(cells, variants)
+    dev = device_option(device)
+    dtype = dtype_option(dtype)
+    sizes = parse_one(sizes or ("gpu" if dev.type == "cuda" else "small"), "--sizes", tuple(SIZES))
+    backends = parse_choices(backend, "--backend", ("fused", "triton"), noun="backend",
+                             known=BACKENDS, why="verify checks fused and triton, on each --fold path, against eager")
+    variants = parse_variants(variant, allowed=("irc", "ihc"),
+                              why="the fused kernels exist for IRC and IHC cells only")
+    fold_list = parse_choices(folds, "--fold", ("auto", "on", "off"), noun="fold path")
+    specs, _ = select_cells(cell, variants)
     cases = verify_cases(specs, backends, dtype, str(dev), sizes, fold_list)
     rows = []
     for i, case in enumerate(cases, 1):
