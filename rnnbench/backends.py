@@ -94,17 +94,6 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
-def parse_backends(text: str) -> list[str]:
-    names = [b.strip().lower() for b in text.split(",") if b.strip()]
-    if not names:
-        raise RnnbenchError("--backend needs at least one backend")
-    if names == ["all"]:
-        return list(BACKENDS)
-    for n in names:
-        get_backend(n)
-    return list(dict.fromkeys(names))
-
-
 # -- what every backend shares ---------------------------------------------------------------------
 def training_loss(out: torch.Tensor) -> torch.Tensor:
     """The loss of a timed training step: mean square of the outputs, in float32 at least."""

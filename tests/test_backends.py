@@ -34,10 +34,11 @@ def test_registry_lists_every_backend():
     assert list(BACKENDS)[:5] == ["eager", "compile", "native", "fused", "triton"]
     assert {"fused-folded", "fused-unfolded", "fused-recompute", "triton-folded",
             "triton-unfolded"} <= set(BACKENDS)
-    assert backends.parse_backends("eager, native") == ["eager", "native"]
-    assert backends.parse_backends("all") == list(BACKENDS)
+    from rnnbench.commands.common import parse_backends
+    assert parse_backends("eager, native") == ["eager", "native"]
+    assert parse_backends("all") == list(BACKENDS)
     with pytest.raises(RnnbenchError, match="unknown backend 'cudnn'"):
-        backends.parse_backends("eager,cudnn")
+        parse_backends("eager,cudnn")
 
 
 def test_register_backend_refuses_duplicates_but_replaces_placeholders(monkeypatch):
