@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +21,6 @@ from rnnbench.results import ResultFile, Row, case_key, fmt_count, fmt_si, fmt_t
 
 VERDICTS = ("slower", "faster", "same", "changed", "more", "less", "failed", "new", "missing",
             "skipped")
-REFERENCE_KIND = "matmul-512"
 
 
 # -- what a metric is ------------------------------------------------------------------------------
@@ -412,10 +410,20 @@ def _judge_time(c: Comparison, name: str, b: Row, cur: Row, scale_b: float, scal
         return
     c.verdict = "slower" if slower else "faster"
     c.note = f"{change} ({why})"
+    busy = [side for side, r in (("base", b), ("current", cur)) if _timed_busy(r)]
+    if busy:
+        # the verdict stands (hiding it could hide a real regression); the reader learns why
+        # the ratio may say more about a neighbour than about the code
+        c.note += f"; {' and '.join(busy)} timed on a busy machine"
     if slower:
         c.regression = opts.time_fail_ratio is None or c.ratio > opts.time_fail_ratio
         if not c.regression:
             c.note += f"; fails only beyond {opts.time_fail_ratio:g}×"
+
+
+def _timed_busy(row: Row) -> bool:
+    """The timing harness warned that other processes shared the CPU (bench/timing.py)."""
+    return any("busy:" in str(w) for w in (row.warnings or []))
 
 
 def _significant(name: str, b: Row, cur: Row, scale_b: float, scale_c: float, slower: bool,
@@ -628,57 +636,3 @@ def parse_duration(text: str, what: str) -> float:
     if not m:
         raise RnnbenchError(f"{what} must be a duration such as 10us, 1ms or 0.001, got {text!r}")
     return float(m.group(1)) * _UNITS[m.group(2) or ""]
-
-
-# -- the reference measurement ---------------------------------------------------------------------
-def reference_time(device: str = "cpu", *, size: int = 512, repeats: int = 15,
-                   threads: int | None = None) -> dict:
-    """A fixed float32 matrix product timed with perf_counter: a per-run yardstick, so times from
-    two machines can be compared as ratios to it. Store it as env["reference"]: time_s is the
-    median, time_s_min the fastest sample (used with compare --time-stat min). Pass the thread
-    count the cases ran with: the reference must scale with the machine the same way they do."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return _time_matmul(torch, device, size, repeats)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _time_matmul(torch, device: str, size: int, repeats: int) -> dict:
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(device)
-    b = torch.randn(size, size, generator=gen).to(device)
-    cuda = str(device).startswith("cuda")
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    # enough products per sample that one sample lasts about a millisecond, above clock resolution
-    # and (on a GPU) launch overhead
-    number = 1
-    while True:
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(number):
-            a @ b
-        sync()
-        if time.perf_counter() - t0 >= 1e-3 or number >= 1 << 16:
-            break
-        number *= 4
-    samples = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(number):
-            a @ b
-        sync()
-        samples.append((time.perf_counter() - t0) / number)
-    kind = REFERENCE_KIND if size == 512 else f"matmul-{size}"
-    return {"kind": kind, "time_s": statistics.median(samples), "time_s_min": min(samples),
-            "device": str(device),
-            "threads": torch.get_num_threads(), "repeats": repeats, "number": number}

@@ -161,6 +161,7 @@ def test_run_then_targets_end_to_end(tmp_path):
     out = tmp_path / "r.json"
     r = runner.invoke(app, ["run", str(suite), "--json", str(out)])
     assert r.exit_code == 0, r.output
+    assert "Targets" in r.output and "3 check(s)" in r.output   # run shows them, exit 0 regardless
     r = runner.invoke(app, ["targets", str(suite), str(out)])
     assert r.exit_code in (0, 1), r.output
     assert "0 missing" in r.output

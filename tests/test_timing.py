@@ -334,3 +334,31 @@ def test_retries_are_shared_by_the_measurements_of_one_case():
     timer = _ScriptedTimer([0.4, 0.4, 0.4])
     _, used = measure_quietly(timer, None, None, 2, used=1)
     assert used == 2 and timer.calls == 2
+
+
+def test_drift_is_the_change_of_the_yardstick():
+    from rnnbench.bench.reference import drift
+    assert drift({"time_s": 2.0}, {"time_s": 3.0}) == pytest.approx(0.5)
+    assert drift({"time_s": 3.0}, {"time_s": 2.0}) == pytest.approx(0.5)
+    assert drift({"time_s": 2.0}, {"time_s": 2.0}) == 0.0
+
+
+def test_a_case_records_its_yardstick_and_flags_a_large_drift(monkeypatch):
+    from rnnbench.bench import speed
+    from rnnbench.case import Case
+
+    yardsticks = iter([{"time_s": 1e-3, "time_s_min": 0.9e-3}, {"time_s": 1.5e-3, "time_s_min": 1.4e-3}])
+    monkeypatch.setattr(speed, "_yardstick", lambda device, s: next(yardsticks))
+    case = Case("speed", "gru", "irc", batch=2, seq_len=3, input_size=4, hidden_size=5)
+    row = speed.measure_speed(case, speed.SpeedSettings(min_run_time=0.01, sample_time=0.001,
+                                                        flops=False))
+    m = row.metrics
+    assert m["reference_time_s"] == pytest.approx(1.25e-3) and m["reference_time_s_min"] == 0.9e-3
+    assert m["host_drift"] == pytest.approx(0.5)
+    assert any(w.startswith("drift: a fixed matrix product ran 50% slower") for w in row.warnings)
+
+
+def test_the_reference_uses_the_one_harness_on_a_known_product():
+    from rnnbench.bench.reference import reference_time
+    ref = reference_time(size=64, min_run_time=0.01)
+    assert ref["kind"] == "matmul-64" and ref["samples"] >= 5 and ref["number"] >= 1

@@ -20,6 +20,7 @@ import torch
 from rnnbench import backends
 from rnnbench.backends import classify, training_loss
 from rnnbench.bench.flops import count_flops
+from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
 from rnnbench.devices import empty_cache, resolve_device, set_threads
@@ -43,6 +44,7 @@ class SpeedSettings:
     seed: int = 0
     threads: int | None = None   # CPU intra-op threads (None: leave torch's setting)
     busy_retries: int = 2        # measure again, up to this often, while other work shares the CPU
+    reference: bool = True       # time a fixed matmul just before and after the case (drift)
 
     def timer(self, device) -> Timer:
         return Timer(min_run_time=self.min_run_time, sample_time=self.sample_time,
@@ -92,6 +94,7 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     metrics: dict = {}
     warnings: list[str] = []
     retries = [0]
+    ref_before = _yardstick(device, s)
 
     def quiet(fn):
         stats, retries[0] = measure_quietly(timer, fn, xs, s.busy_retries, retries[0])
@@ -129,12 +132,28 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
         metrics["verify_rel_err"] = runnable.verify_error
     metrics["input_sets"] = len(xs)
     metrics["busy_retries"] = retries[0]
+    if ref_before is not None:
+        ref_after = _yardstick(device, s)
+        metrics["reference_time_s"] = (ref_before["time_s"] + ref_after["time_s"]) / 2
+        metrics["reference_time_s_min"] = min(ref_before["time_s_min"], ref_after["time_s_min"])
+        metrics["host_drift"] = d = drift(ref_before, ref_after)
+        if d > DRIFT_LIMIT:
+            slower = "slower" if ref_after["time_s"] > ref_before["time_s"] else "faster"
+            warnings.append(f"drift: a fixed matrix product ran {100 * d:.0f}% {slower} after this "
+                            "case than before it: the machine's speed changed while it was timed")
     if device.type == "cpu":
         metrics["threads"] = torch.get_num_threads()
     if load is not None:
         # other processes on the CPU are the usual cause of a noisy row: keep the evidence
         metrics["load_avg_1m"] = load
     return case.row(metrics=metrics, warnings=warnings)
+
+
+def _yardstick(device, s: SpeedSettings) -> dict | None:
+    if not s.reference:
+        return None
+    # a short window: the point is the same yardstick on both sides of the case, not precision
+    return reference_time(str(device), min_run_time=min(0.1, s.min_run_time / 4))
 
 
 def measure_quietly(timer: Timer, fn, xs, retries: int, used: int = 0) -> tuple[TimingStats, int]:

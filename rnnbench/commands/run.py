@@ -56,7 +56,7 @@ def measure_reference(device: str, threads: int | None = None) -> dict | None:
     """A fixed matrix product timed on the run's device and stored as env["reference"], so that
     `compare --normalize` can set times from two machines side by side. Never fails a run."""
     try:
-        from rnnbench.compare import reference_time
+        from rnnbench.bench.reference import reference_time
         return reference_time(device, threads=threads)
     except Exception as e:  # noqa: BLE001 - a missing yardstick is not worth losing a sweep over
         note(f"no reference time recorded ({type(e).__name__}: {e}); "
@@ -143,6 +143,22 @@ def run(
     resumed = f", {report.resumed} already in the file" if report.resumed else ""
     out.print(f"{report.measured} measured{resumed}; written to {json_path}"
               + (f" and {csv}" if csv else ""), highlight=False)
+    if s.targets:
+        _print_targets(s, writer.result.results, suite, json_path, sharded=bool(where))
+
+
+def _print_targets(s, rows: list[Row], suite: Path, json_path: Path, *, sharded: bool) -> None:
+    """What the suite's [[target]]s say of this run; the exit code stays the run's own, since
+    `rnnbench targets` is the gate for CI."""
+    from rnnbench import targets as tg
+    if sharded:
+        note(f"this suite declares targets: judge them on the merged file with "
+             f"`rnnbench targets {suite} MERGED.json`")
+        return
+    checks = tg.evaluate(s.targets, rows)
+    out.print(tg.table(s.targets, checks))
+    out.print(tg.summary(checks) + f" (exit code: `rnnbench targets {suite} {json_path}`)",
+              highlight=False)
 
 
 def _run_params(path: Path, json: Path | None, csv: Path | None, overwrite: bool) -> None:
