@@ -91,8 +91,13 @@ def run(
                                         "parts (1-based); auto: from a SLURM job array"),
     device: Optional[str] = typer.Option(None, "--device", help="run every case on this device "
                                          "(cpu, cuda, cuda:N, mps)"),
+    rounds: int = typer.Option(1, "--rounds", help="measure the suite this many times, each pass "
+                               "in a fresh process, and pool the samples (steadier medians on "
+                               "shared machines; see rnnbench/rounds.py)"),
 ):
     """Run a suite: every case measured once, each row written as it finishes."""
+    if rounds < 1:
+        raise RnnbenchError(f"--rounds must be at least 1, got {rounds}")
     data = read_toml(suite)
     if is_params_table(data):
         if shard:
@@ -107,6 +112,10 @@ def run(
 
     json_path = json or default_json_path(s.name, where, resume=resume)
     _prepare_output(json_path, resume, overwrite, env)
+    if rounds > 1:
+        _run_rounds(suite, s, where, json_path, csv, rounds, overwrite=overwrite, shard=shard,
+                    device=device)
+        return
     if any(c.bench == "speed" for c in cases):
         ref = measure_reference(env["device"])
         if ref:
@@ -145,6 +154,50 @@ def run(
               + (f" and {csv}" if csv else ""), highlight=False)
     if s.targets:
         _print_targets(s, writer.result.results, suite, json_path, sharded=bool(where))
+
+
+def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds: int, *,
+                overwrite: bool, shard: str | None, device: str | None) -> None:
+    """Each round is a plain `rnnbench run` of the suite in a fresh process, into its own file under
+    <json stem>.rounds/ (so an interrupted round resumes like any run); then the rounds are pooled
+    into the --json file."""
+    import shutil
+    import subprocess
+    import sys
+
+    from rnnbench.rounds import pool
+
+    rdir = json_path.with_name(json_path.stem + ".rounds")
+    if overwrite and rdir.exists():
+        shutil.rmtree(rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    files = [rdir / f"round-{k}.json" for k in range(1, rounds + 1)]
+    for k, f in enumerate(files, 1):
+        cmd = [sys.executable, "-m", "rnnbench.cli", "run", str(suite), "--json", str(f)]
+        cmd += ["--resume"] if f.exists() else []
+        cmd += ["--shard", shard] if shard else []
+        cmd += ["--device", device] if device else []
+        note(f"round {k}/{rounds}, a fresh process: {f}")
+        # the round's own table would repeat on stdout R times; its progress stays on stderr
+        code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
+        if code == 130:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise RnnbenchError(f"round {k} stopped with exit code {code}; its rows are in {f} "
+                                "(--resume continues)")
+    parts = [read_results(f) for f in files]
+    env = {**parts[0].env, "rounds": rounds}
+    prov = envinfo.provenance()
+    prov["suite"] = {"path": str(suite), "name": s.name, "cases": len(s.cases),
+                     "shard": f"{where[0]}/{where[1]}" if where else None, "settings": s.settings}
+    prov["rounds"] = [{"file": str(f), **p.provenance} for f, p in zip(files, parts)]
+    rows = pool([p.results for p in parts])
+    write_outputs(ResultFile(env, prov, rows), json_path=json_path, csv_path=csv)
+    print_summary(rows, title=f"{s.name}, {rounds} rounds pooled")
+    out.print(f"{len(rows)} rows pooled from {rounds} rounds; written to {json_path}"
+              + (f" and {csv}" if csv else ""), highlight=False)
+    if s.targets:
+        _print_targets(s, rows, suite, json_path, sharded=bool(where))
 
 
 def _print_targets(s, rows: list[Row], suite: Path, json_path: Path, *, sharded: bool) -> None:
