@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
 from rnnbench.cells import all_specs, get
 from rnnbench.runner import RecurrentStack

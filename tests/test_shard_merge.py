@@ -255,7 +255,7 @@ def test_identical_repeats_kept_once_and_conflicts_refused(dispatch, suite, tmp_
     copy.write_text(json.dumps(data))
     r = cli("merge", tmp_path / "m2.json", a, copy)
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert f"1 conflicting result(s)" in r.stderr and row["key"] in r.stderr
+    assert "1 conflicting result(s)" in r.stderr and row["key"] in r.stderr
     assert f"in {a} and {copy}" in r.stderr and "metrics.time_s_median" in r.stderr
     assert not (tmp_path / "m2.json").exists()
 
