@@ -543,6 +543,16 @@ def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
     done = writer.done_keys()
     have = {r.key: r for r in writer.result.results}
     report = SweepReport([])
+    try:
+        _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done)
+    finally:
+        # rows past the writer's rewrite threshold may be only in its journal: put them in the file
+        if report.measured:
+            writer.close()
+    return report
+
+
+def _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done) -> None:
     for case in cases:
         key = case.key
         if key in done:
@@ -564,7 +574,6 @@ def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
         report.measured += 1
         if on_done:
             on_done(case, row)
-    return report
 
 
 def _measure_one(measure: Measure, case: Case, kwargs: dict) -> Row:

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from rnnbench.errors import IncompatibleResultsError, RnnbenchError
-from rnnbench.results import IncrementalWriter, ResultFile, Row, read_results, to_csv, write_outputs
+from rnnbench.results import (IncrementalWriter, ResultFile, Row, journal_path, read_results, to_csv,
+                              write_outputs)
 
 
 def _row(**kw):
@@ -135,3 +136,48 @@ def test_the_command_line_starts_without_pandas():
     import sys
     code = "import sys, rnnbench.cli; sys.exit('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# -- the journal of a large sweep ------------------------------------------------------------------
+def _jrow(i, t=1.0):
+    return Row(bench="speed", cell="gru", variant="irc", backend="eager", mode="fwd+bwd", batch=i,
+               seq_len=4, input_size=4, hidden_size=4, layers=1, metrics={"time_s_median": t})
+
+
+def test_past_the_rewrite_threshold_rows_go_to_the_journal_and_every_reader_sees_them(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(IncrementalWriter, "REWRITE_BYTES", 0)       # every file counts as large
+    monkeypatch.setattr(IncrementalWriter, "REWRITE_FACTOR", 10**9)  # and rewriting as too dear
+    out = tmp_path / "r.json"
+    w = IncrementalWriter({}, {}, json_path=out)
+    for i in range(1, 5):
+        w.add(_jrow(i))
+    on_file = json.loads(out.read_text())["results"]
+    assert [r["batch"] for r in on_file] == [1]                       # the first row rewrote it
+    assert len(journal_path(out).read_text().splitlines()) == 3       # the rest were appended
+    assert [r.batch for r in read_results(out).results] == [1, 2, 3, 4]
+    w.add(_jrow(2, t=9.0))                                           # a retried case replaces
+    assert [(r.batch, r.metrics["time_s_median"]) for r in read_results(out).results] == \
+        [(1, 1.0), (3, 1.0), (4, 1.0), (2, 9.0)]
+    # resuming reads file and journal alike
+    again = IncrementalWriter({}, {}, json_path=out, resume=True)
+    assert len(again.done_keys()) == 4
+    w.close()
+    assert not journal_path(out).exists()
+    assert [r["batch"] for r in json.loads(out.read_text())["results"]] == [1, 3, 4, 2]
+
+
+def test_a_journal_line_cut_short_by_a_kill_is_skipped(tmp_path):
+    out = tmp_path / "r.json"
+    write_outputs(ResultFile({}, {}, [_jrow(1)]), json_path=out)
+    journal_path(out).write_text(json.dumps(_jrow(2).to_dict()) + "\n" + '{"bench": "speed", "ce')
+    assert [r.batch for r in read_results(out).results] == [1, 2]
+
+
+def test_small_files_are_rewritten_after_every_row(tmp_path):
+    out = tmp_path / "r.json"
+    w = IncrementalWriter({}, {}, json_path=out)
+    for i in range(1, 4):
+        w.add(_jrow(i))
+        assert len(json.loads(out.read_text())["results"]) == i
+    assert not journal_path(out).exists()

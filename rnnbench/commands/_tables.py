@@ -117,15 +117,19 @@ def measure_cases(cases: list[Case], measure: Callable[[Case], Row], writer: Inc
     """Measure each case with a progress line on stderr ending in ``result(row)`` (or the status of
     a row that is not ok); every row is written as it finishes."""
     rows = []
-    for i, case in enumerate(cases, 1):
-        err.print(f"[{i}/{len(cases)}] {case.bench} {case.cell}/{case.variant}"
-                  f"{' (canonical)' if case.form == 'canonical' else ''} {case.backend} "
-                  f"{case.mode} {case.dtype} …", highlight=False, markup=False, end="")
-        row = measure(case)
-        err.print(" " + (result(row) if row.status == "ok" else row.status), highlight=False,
-                  markup=False)
-        writer.add(row)
-        rows.append(row)
+    try:
+        for i, case in enumerate(cases, 1):
+            err.print(f"[{i}/{len(cases)}] {case.bench} {case.cell}/{case.variant}"
+                      f"{' (canonical)' if case.form == 'canonical' else ''} {case.backend} "
+                      f"{case.mode} {case.dtype} …", highlight=False, markup=False, end="")
+            row = measure(case)
+            err.print(" " + (result(row) if row.status == "ok" else row.status), highlight=False,
+                      markup=False)
+            writer.add(row)
+            rows.append(row)
+    finally:
+        if rows:
+            writer.close()
     return rows
 
 

@@ -17,7 +17,7 @@ from rnnbench.case import Case
 from rnnbench.commands.common import check_devices, cli_errors, err, note, out
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
-                              read_results, size_label, write_outputs)
+                              journal_path, read_results, size_label, write_outputs)
 from rnnbench.shard import machine_id, parse_shard, shard_cases
 from rnnbench.suite import (default_measure, is_params_table, parse_suite, read_toml,
                             run_suite, measure_kwargs)
@@ -66,7 +66,14 @@ def measure_reference(device: str, threads: int | None = None) -> dict | None:
 
 def _prepare_output(json_path: Path, resume: bool, overwrite: bool, env: dict) -> None:
     if not json_path.exists():
+        if journal_path(json_path).exists() and not resume:
+            if not overwrite:
+                raise RnnbenchError(f"{journal_path(json_path)} holds rows of an earlier run: "
+                                    "--resume continues it, --overwrite replaces it")
+            journal_path(json_path).unlink()
         return
+    if overwrite and not resume:
+        journal_path(json_path).unlink(missing_ok=True)
     if not resume and not overwrite:
         raise RnnbenchError(f"{json_path} exists: --resume continues it, --overwrite replaces it")
     if resume:
