@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from rnnbench.errors import DeviceError, RnnbenchError
@@ -79,6 +81,30 @@ def set_threads(threads: int | None) -> int:
             raise RnnbenchError(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def pin_cpus(cpus: list[int] | None) -> None:
+    """Keep this process (and the threads it starts) on these CPUs; None leaves it alone.
+
+    On a shared or virtual machine a process that the scheduler moves between CPUs, or whose
+    threads land on different ones from one process to the next, times the same case differently
+    from run to run; pinned, it also shares the CPUs' speed swings with the per-case yardstick,
+    which `compare --normalize` then divides out."""
+    if cpus is None:
+        return
+    if isinstance(cpus, int) and not isinstance(cpus, bool):
+        cpus = [cpus]
+    if not isinstance(cpus, (list, tuple)) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+        raise RnnbenchError(f"CPUs to pin to must be CPU numbers such as [1] or [0, 1], got {cpus!r}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise RnnbenchError("pinning to CPUs needs Linux (os.sched_setaffinity)")
+    allowed = os.sched_getaffinity(0)
+    bad = [c for c in cpus if c not in allowed]
+    if not cpus or bad:
+        raise RnnbenchError(f"cannot pin to CPU(s) {bad or cpus}: this process may use "
+                            f"{', '.join(map(str, sorted(allowed)))}")
+    os.sched_setaffinity(0, set(cpus))
 
 
 def empty_cache(device: torch.device | str) -> None:

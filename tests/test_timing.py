@@ -362,3 +362,30 @@ def test_the_reference_uses_the_one_harness_on_a_known_product():
     from rnnbench.bench.reference import reference_time
     ref = reference_time(size=64, min_run_time=0.01)
     assert ref["kind"] == "matmul-64" and ref["samples"] >= 5 and ref["number"] >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity")
+def test_pinning_checks_its_cpus_and_sets_the_affinity(monkeypatch):
+    from rnnbench import devices
+    from rnnbench.errors import RnnbenchError
+
+    seen = []
+    monkeypatch.setattr(devices.os, "sched_setaffinity", lambda pid, cpus: seen.append(cpus))
+    allowed = sorted(os.sched_getaffinity(0))
+    devices.pin_cpus(allowed[0])
+    devices.pin_cpus(allowed[:2])
+    devices.pin_cpus(None)
+    assert seen == [{allowed[0]}, set(allowed[:2])]
+    with pytest.raises(RnnbenchError, match="cannot pin to CPU"):
+        devices.pin_cpus([max(allowed) + 1000])
+    with pytest.raises(RnnbenchError, match="must be CPU numbers"):
+        devices.pin_cpus(["one"])
+
+
+def test_speed_pin_cpus_flag_refuses_a_cpu_it_may_not_use():
+    from typer.testing import CliRunner
+
+    from rnnbench.cli import app
+    r = CliRunner().invoke(app, ["speed", "--cell", "gru", "-B", "1", "-T", "2", "-N", "4", "-M", "4",
+                                 "--pin-cpus", "100000"])
+    assert r.exit_code == 2 and "cannot pin to CPU(s) [100000]" in r.output

@@ -23,7 +23,7 @@ from rnnbench.bench.flops import count_flops
 from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
-from rnnbench.devices import empty_cache, resolve_device, set_threads
+from rnnbench.devices import empty_cache, pin_cpus, resolve_device, set_threads
 from rnnbench.errors import RnnbenchError, SizeError
 from rnnbench.results import Row
 
@@ -45,6 +45,7 @@ class SpeedSettings:
     threads: int | None = None   # CPU intra-op threads (None: leave torch's setting)
     busy_retries: int = 2        # measure again, up to this often, while other work shares the CPU
     reference: bool = True       # time a fixed matmul just before and after the case (drift)
+    pin_cpus: list[int] | None = None  # keep the process on these CPUs (Linux; steadier on VMs)
 
     def timer(self, device) -> Timer:
         return Timer(min_run_time=self.min_run_time, sample_time=self.sample_time,
@@ -80,6 +81,7 @@ def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
 
 def _measure(case: Case, s: SpeedSettings) -> Row:
     device = resolve_device(case.device)
+    pin_cpus(s.pin_cpus)
     set_threads(s.threads)
     load = load_average()
     xs = backends.make_inputs(case, s.input_sets, seed=s.seed + 1)

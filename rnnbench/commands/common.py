@@ -79,14 +79,16 @@ def parse_one(text: str, what: str, choices: Sequence[str]) -> str:
     return value
 
 
-def parse_int_list(text: str, what: str) -> list[int]:
-    """'512' or '400,1150,400' into positive integers (repeats kept: they are per-layer sizes)."""
+def parse_int_list(text: str, what: str, *, minimum: int = 1) -> list[int]:
+    """'512' or '400,1150,400' into integers of at least ``minimum`` (repeats kept: they are
+    per-layer sizes)."""
     parts = [p for p in text.replace(" ", "").split(",") if p]
     if not parts or not all(p.isdigit() for p in parts):
         raise RnnbenchError(f"{what} must be integers separated by commas, got {text!r}")
     values = [int(p) for p in parts]
-    if any(v <= 0 for v in values):
-        raise RnnbenchError(f"{what} must be positive, got {text!r}")
+    if any(v < minimum for v in values):
+        raise RnnbenchError(f"{what} must be {'positive' if minimum == 1 else f'at least {minimum}'}, "
+                            f"got {text!r}")
     return values
 
 

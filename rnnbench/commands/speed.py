@@ -16,8 +16,9 @@ from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measu
                                        new_table, print_table, row_note, row_style,
                                        several_backends)
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err,
-                                      parse_backends, parse_modes, require_positive)
-from rnnbench.devices import set_threads
+                                      parse_backends, parse_int_list, parse_modes,
+                                      require_positive)
+from rnnbench.devices import pin_cpus, set_threads
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
 
 
@@ -39,6 +40,9 @@ def speed(
     layers: Optional[int] = opts.LAYERS,
     dtype: str = opts.DTYPE,
     threads: Optional[int] = opts.THREADS,
+    pin: Optional[str] = typer.Option(None, "--pin-cpus", help="keep the measuring process on "
+                                      "these CPUs, e.g. 1 or 0,1 (Linux): steadier numbers on a "
+                                      "shared machine, with --threads to match"),
     min_run_time: float = typer.Option(1.0, "--min-run-time",
                                        help="seconds of timed samples per case at least"),
     input_sets: int = typer.Option(4, "--input-sets", help="inputs rotated through while timing"),
@@ -61,7 +65,10 @@ def speed(
                        dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
                        hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
                        pru_output_map=pru_output_map)
-    settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check)
+    pinned = parse_int_list(pin, "--pin-cpus", minimum=0) if pin else None
+    pin_cpus(pinned)  # before the yardstick below, so it runs where the cases will
+    settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check,
+                             pin_cpus=pinned)
     if dev.type == "cpu" and (busy := busy_note()):
         err.print(f"note: {busy}", highlight=False, markup=False)
     env = envinfo.collect(str(dev))
