@@ -72,6 +72,27 @@ def _mm(a, b, acc, PREC: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _tile(B, C, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's (BLOCK_B rows × BLOCK_C columns) block of a B × C grid: the row and column
+    indices, their masks and the block's mask."""
+    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mb = rb < B
+    mc = rc < C
+    return rb, rc, mb, mc, mb[:, None] & mc[None, :]
+
+
+@triton.jit
+def _rows(B, M, BLOCK_B: tl.constexpr, MP: tl.constexpr):
+    """A persistent program's BLOCK_B batch rows and all M columns (padded to MP)."""
+    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rm = tl.arange(0, MP)
+    mb = rb < B
+    mm = rm < M
+    return rb, rm, mb, mm, mb[:, None] & mm[None, :]
+
+
+@triton.jit
 def _gate_products(PIN, W, rb, rm, mb, mm, M, K, G: tl.constexpr, BLOCK_B: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
                    UPCAST: tl.constexpr):
@@ -181,13 +202,7 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
               FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
-    pid_b = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mb = rb < B
-    mm = rm < M
-    msk = mb[:, None] & mm[None, :]
+    rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
     acc0, acc1, acc2 = _gate_products(PIN, W, rb, rm, mb, mm, M, K, G, BLOCK_B, BLOCK_M, BLOCK_K,
                                       PREC, UPCAST)
     # epilogue: gate nonlinearities and the state update; nothing but the state leaves the chip
@@ -224,13 +239,7 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
               HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
-    pid_b = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mb = rb < B
-    mm = rm < M
-    msk = mb[:, None] & mm[None, :]
+    rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
     sp = rb[:, None] * M + rm[None, :]
     # (1) total gradient of h_t for this block: what step t+1 sends back through the recurrence is
     # Σ_k Z[b, k] V[k, m] (folded: Z = δ_{t+1}, V = R) plus, with diagonal feedback, a direct term
@@ -309,13 +318,7 @@ def _mix_step(HP, UV, GAM, VEC, HG, XT, D, B, M, N,
     IHC: d = σ(h Γᵀ + hg_t)⊙(fb − x_t), fb = h U_Vᵀ (DIAG: fb = VEC⊙h, VEC = ω_V). Γ acts on h here:
     fused_layer turns Γ on the feedback into Γ·U_V (or Γ·diag(ω_V)) before the loop.
     """
-    pid_b = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mb = rb < B
-    mn = rn < N
-    msk = mb[:, None] & mn[None, :]
+    rb, rn, mb, mn, msk = _tile(B, N, BLOCK_B, BLOCK_N)
     fb = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
     gp = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
     if IHC or not DIAG:
@@ -359,13 +362,7 @@ def _dd_step(DP, WG, VEC, GT, KT, DD, Z, DIR, B, N, GM, stride_dp,
       IHC:        Z = [DD⊙g_t | DD⊙Kgp_t]        (V = [U_V; Γ]) DIAG: Z = DD⊙Kgp_t (V = Γ), DIR = DD⊙g_t⊙ω_V
     with Kgp_t = (fb_t − x_t)⊙σ'(·), the gate's derivative, recomputed by torch before the loop.
     """
-    pid_b = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mb = rb < B
-    mn = rn < N
-    msk = mb[:, None] & mn[None, :]
+    rb, rn, mb, mn, msk = _tile(B, N, BLOCK_B, BLOCK_N)
     acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
     for j0 in range(0, GM, BLOCK_K):
         rj = j0 + tl.arange(0, BLOCK_K)
@@ -416,12 +413,7 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
                     FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
                     BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
-    pid_b = tl.program_id(0)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rm = tl.arange(0, MP)
-    mb = rb < B
-    mm = rm < M
-    msk = mb[:, None] & mm[None, :]
+    rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
     sp = rb[:, None] * M + rm[None, :]
     ty = OUT.dtype.element_ty
     rt0 = _load_rt(R, 0, M, rm, rm, mm, mm)
@@ -469,12 +461,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
                     FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
                     H_DIRECT: tl.constexpr, BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
-    pid_b = tl.program_id(0)
-    rb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    rm = tl.arange(0, MP)
-    mb = rb < B
-    mm = rm < M
-    msk = mb[:, None] & mm[None, :]
+    rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
     sp = rb[:, None] * M + rm[None, :]
     ty = DWX.dtype.element_ty
     rt0 = _load_rt(R, 0, M, rm, rm, mm, mm)
