@@ -120,6 +120,21 @@ def _gate_products(PIN, W, rb, rm, mb, mm, M, K, G: tl.constexpr, BLOCK_B: tl.co
 
 
 @triton.jit
+def _gates(acc0, acc1, acc2, wxp, msk, M, G: tl.constexpr):
+    """The epilogue every step shares: σ(recurrent part + hoisted input part) per gate, and the
+    candidate a_t, from the hoisted row block at ``wxp`` ([W_g x_t | W_A x_t])."""
+    s0 = _sigmoid(acc0 + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
+    s1 = s0
+    s2 = s0
+    if G > 1:
+        s1 = _sigmoid(acc1 + tl.load(wxp + M, mask=msk, other=0.0).to(tl.float32))
+    if G > 2:
+        s2 = _sigmoid(acc2 + tl.load(wxp + 2 * M, mask=msk, other=0.0).to(tl.float32))
+    a = tl.load(wxp + G * M, mask=msk, other=0.0).to(tl.float32)
+    return s0, s1, s2, a
+
+
+@triton.jit
 def _update(FAMILY: tl.constexpr, s0, s1, s2, a, h, c, x, beta):
     """The state update from the gates (float32 blocks): returns (h_t, c_t)."""
     hn = h
@@ -207,14 +222,7 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
                                       PREC, UPCAST)
     # epilogue: gate nonlinearities and the state update; nothing but the state leaves the chip
     wxp = WX + rb[:, None] * stride_wx + rm[None, :]
-    s0 = _sigmoid(acc0 + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
-    s1 = s0
-    s2 = s0
-    if G > 1:
-        s1 = _sigmoid(acc1 + tl.load(wxp + M, mask=msk, other=0.0).to(tl.float32))
-    if G > 2:
-        s2 = _sigmoid(acc2 + tl.load(wxp + 2 * M, mask=msk, other=0.0).to(tl.float32))
-    a = tl.load(wxp + G * M, mask=msk, other=0.0).to(tl.float32)
+    s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
     sp = rb[:, None] * M + rm[None, :]
     h = tl.load(HP + sp, mask=msk, other=0.0).to(tl.float32)
     c = h
@@ -263,14 +271,7 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
     acc0, acc1, acc2 = _gate_products(PIN, W, rb, rm, mb, mm, M, K, G, BLOCK_B, BLOCK_M, BLOCK_K,
                                       PREC, UPCAST)
     wxp = WX + rb[:, None] * stride_wx + rm[None, :]
-    s0 = _sigmoid(acc0 + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
-    s1 = s0
-    s2 = s0
-    if G > 1:
-        s1 = _sigmoid(acc1 + tl.load(wxp + M, mask=msk, other=0.0).to(tl.float32))
-    if G > 2:
-        s2 = _sigmoid(acc2 + tl.load(wxp + 2 * M, mask=msk, other=0.0).to(tl.float32))
-    a = tl.load(wxp + G * M, mask=msk, other=0.0).to(tl.float32)
+    s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
     h = tl.load(HP + sp, mask=msk, other=0.0).to(tl.float32)
     c = h
     cn = h
@@ -433,16 +434,14 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     for t in range(0, T):
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
-        s0 = _sigmoid(_mm(h, rt0, zero, PREC, UPCAST) + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
-        s1 = s0
-        s2 = s0
+        acc0 = _mm(h, rt0, zero, PREC, UPCAST)
+        acc1 = zero
+        acc2 = zero
         if G > 1:
-            s1 = _sigmoid(_mm(h, rt1, zero, PREC, UPCAST)
-                          + tl.load(wxp + M, mask=msk, other=0.0).to(tl.float32))
+            acc1 = _mm(h, rt1, zero, PREC, UPCAST)
         if G > 2:
-            s2 = _sigmoid(_mm(h, rt2, zero, PREC, UPCAST)
-                          + tl.load(wxp + 2 * M, mask=msk, other=0.0).to(tl.float32))
-        a = tl.load(wxp + G * M, mask=msk, other=0.0).to(tl.float32)
+            acc2 = _mm(h, rt2, zero, PREC, UPCAST)
+        s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
         x = c
         if FAMILY == 2:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
@@ -498,16 +497,14 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
             g = _mm(p2, r2, g, PREC, UPCAST)
         hp = tl.load(HPREV + t * B * M + sp, mask=msk, other=0.0)
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
-        s0 = _sigmoid(_mm(hp, rt0, zero, PREC, UPCAST) + tl.load(wxp, mask=msk, other=0.0).to(tl.float32))
-        s1 = s0
-        s2 = s0
+        acc0 = _mm(hp, rt0, zero, PREC, UPCAST)
+        acc1 = zero
+        acc2 = zero
         if G > 1:
-            s1 = _sigmoid(_mm(hp, rt1, zero, PREC, UPCAST)
-                          + tl.load(wxp + M, mask=msk, other=0.0).to(tl.float32))
+            acc1 = _mm(hp, rt1, zero, PREC, UPCAST)
         if G > 2:
-            s2 = _sigmoid(_mm(hp, rt2, zero, PREC, UPCAST)
-                          + tl.load(wxp + 2 * M, mask=msk, other=0.0).to(tl.float32))
-        a = tl.load(wxp + G * M, mask=msk, other=0.0).to(tl.float32)
+            acc2 = _mm(hp, rt2, zero, PREC, UPCAST)
+        s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
         c = zero
         cn = zero
         x = zero
