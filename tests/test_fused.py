@@ -18,6 +18,8 @@ from rnnbench.errors import ConfigError
 from rnnbench.fused import FAMILIES, choose_fold, fold_costs, fused_forward, supports
 from rnnbench.runner import RecurrentStack
 
+from fused_helpers import perturbed_stack, run_with_grads
+
 FAMS = list(FAMILIES)
 # (variant, fold) pairs: IHC never folds
 PATHS = [("irc", True), ("irc", False), ("ihc", False)]
@@ -32,41 +34,9 @@ def _sizes(spec):
 
 
 def _build(family, variant, dtype, seed=0, **opts):
-    torch.manual_seed(seed)
     spec = get(family, variant)
     N, Ms = _sizes(spec)
-    stack = RecurrentStack(spec, N, Ms, **opts).to(dtype)
-    # move θ_α off its constant initial value so every α differs
-    with torch.no_grad():
-        for cell in stack.layers:
-            if hasattr(cell.connection, "theta_alpha"):
-                cell.connection.theta_alpha.add_(torch.randn_like(cell.connection.theta_alpha))
-    return stack, N
-
-
-def _run(stack, x, state, fn):
-    """Outputs, finals and gradients of a loss that touches outputs and every final state."""
-    x = x.detach().clone().requires_grad_(True)
-    state = [tuple(s.detach().clone().requires_grad_(True) for s in st) for st in state]
-    stack.zero_grad(set_to_none=True)
-    out, finals = fn(stack, x, state)
-    g = torch.Generator().manual_seed(1)
-    loss = (out * torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.dtype)).sum()
-    for st in finals:
-        for s in st:
-            loss = loss + (s * torch.randn(s.shape, generator=g, dtype=torch.float64).to(s.dtype)).sum()
-    loss.backward()
-    res = {"out": out.detach()}
-    for l, st in enumerate(finals):
-        for i, s in enumerate(st):
-            res[f"final{l}.{i}"] = s.detach()
-    res["grad x"] = x.grad
-    for l, st in enumerate(state):
-        for i, s in enumerate(st):
-            res[f"grad state{l}.{i}"] = s.grad
-    for name, p in stack.named_parameters():
-        res[f"grad {name}"] = p.grad
-    return res
+    return perturbed_stack(spec, N, Ms, dtype, seed, **opts), N
 
 
 def _eager(stack, x, state):
@@ -97,8 +67,8 @@ def test_fused_float64_matches_eager(family, variant, fold, T, B, gates):
     stack, N = _build(family, variant, torch.float64)
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = _random_state(stack, B, torch.float64)
-    ref = _run(stack, x, state, _eager)
-    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=fold, gates=gates))
+    ref = run_with_grads(stack, x, state, _eager)
+    got = run_with_grads(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=fold, gates=gates))
     _compare(got, ref, 1e-10)
 
 
@@ -150,9 +120,9 @@ def test_fused_float32_within_1e4_of_float64_eager(family, variant, fold, T, B, 
     stack, N = _build(family, variant, torch.float64)
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = _random_state(stack, B, torch.float64)
-    ref = _run(stack, x, state, _eager)
+    ref = run_with_grads(stack, x, state, _eager)
     s32 = copy.deepcopy(stack).float()
-    got = _run(s32, x.float(), [tuple(t.float() for t in st) for st in state],
+    got = run_with_grads(s32, x.float(), [tuple(t.float() for t in st) for st in state],
                lambda s, x, st: fused_forward(s, x, st, fold=fold, gates=gates))
     _compare(got, ref, 1e-4)
 
@@ -163,8 +133,8 @@ def test_ihc_gamma_on_feedback(family, gates):
     stack, N = _build(family, "ihc", torch.float64, gamma_input="feedback")
     x = torch.randn(7, 3, N, dtype=torch.float64)
     state = _random_state(stack, 3, torch.float64)
-    ref = _run(stack, x, state, _eager)
-    got = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, gates=gates))
+    ref = run_with_grads(stack, x, state, _eager)
+    got = run_with_grads(stack, x, state, lambda s, x, st: fused_forward(s, x, st, gates=gates))
     _compare(got, ref, 1e-10)
 
 
@@ -173,8 +143,8 @@ def test_folded_and_unfolded_agree(family):
     stack, N = _build(family, "irc", torch.float64, seed=3)
     x = torch.randn(7, 3, N, dtype=torch.float64)
     state = _random_state(stack, 3, torch.float64)
-    a = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=True))
-    b = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=False))
+    a = run_with_grads(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=True))
+    b = run_with_grads(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=False))
     _compare(a, b, 1e-11)
 
 
@@ -216,8 +186,8 @@ def test_bfloat16_runs_close(gates):
     stack, N = _build("gru", "irc", torch.float32)
     x = torch.randn(7, 3, N).bfloat16()
     st = [tuple(t.bfloat16() for t in s) for s in _random_state(stack, 3, torch.float32)]
-    ref = _run(stack, x.float(), [tuple(t.float() for t in s) for s in st], _eager)
-    got = _run(copy.deepcopy(stack).to(torch.bfloat16), x, st,
+    ref = run_with_grads(stack, x.float(), [tuple(t.float() for t in s) for s in st], _eager)
+    got = run_with_grads(copy.deepcopy(stack).to(torch.bfloat16), x, st,
                lambda s, x, st: fused_forward(s, x, st, gates=gates))
     assert got["out"].dtype == torch.bfloat16
     _compare(got, ref, 5e-2)

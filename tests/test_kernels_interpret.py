@@ -32,7 +32,8 @@ pytest.importorskip("triton")
 import kernels  # noqa: E402
 from rnnbench.cells import get  # noqa: E402
 from rnnbench.fused import FAMILIES, fused_forward  # noqa: E402
-from rnnbench.runner import RecurrentStack  # noqa: E402
+
+from fused_helpers import perturbed_stack, run_with_grads  # noqa: E402
 
 _OK, _WHY = kernels.available()
 _INTERPRETED = _OK and kernels.uses_interpreter_kernels()
@@ -60,39 +61,9 @@ def _sizes(spec, layers, n_in):
 
 
 def _build(family, layers=1, dtype=torch.float64, seed=0, variant="irc", n_in=6, **opts):
-    torch.manual_seed(seed)
     spec = get(family, variant)
     N, Ms = _sizes(spec, layers, n_in)
-    stack = RecurrentStack(spec, N, Ms, **opts).to(dtype)
-    with torch.no_grad():
-        for cell in stack.layers:
-            if hasattr(cell.connection, "theta_alpha"):
-                cell.connection.theta_alpha.add_(torch.randn_like(cell.connection.theta_alpha))
-    return stack, N
-
-
-def _run(stack, x, state, fn):
-    x = x.detach().clone().requires_grad_(True)
-    state = [tuple(s.detach().clone().requires_grad_(True) for s in st) for st in state]
-    stack.zero_grad(set_to_none=True)
-    out, finals = fn(stack, x, state)
-    g = torch.Generator().manual_seed(1)
-    loss = (out.double() * torch.randn(out.shape, generator=g, dtype=torch.float64)).sum()
-    for st in finals:
-        for s in st:
-            loss = loss + (s.double() * torch.randn(s.shape, generator=g, dtype=torch.float64)).sum()
-    loss.backward()
-    res = {"out": out.detach()}
-    for l, st in enumerate(finals):
-        for i, s in enumerate(st):
-            res[f"final{l}.{i}"] = s.detach()
-    res["grad x"] = x.grad
-    for l, st in enumerate(state):
-        for i, s in enumerate(st):
-            res[f"grad state{l}.{i}"] = s.grad
-    for name, p in stack.named_parameters():
-        res[f"grad {name}"] = p.grad
-    return res
+    return perturbed_stack(spec, N, Ms, dtype, seed, **opts), N
 
 
 def _rel(a, b):
@@ -121,9 +92,9 @@ def _case(family, T, B, layers, dtype, mode, tol, fold=True, **build):
     x = torch.randn(T, B, N, dtype=torch.float64)
     state = [tuple(torch.randn(B, n, dtype=torch.float64) * 0.5 for n in c.state_sizes())
              for c in ref_stack.layers]
-    ref = _run(ref_stack, x, state, lambda s, x, st: s(x, st))
+    ref = run_with_grads(ref_stack, x, state, lambda s, x, st: s(x, st))
     stack = copy.deepcopy(ref_stack).to(dtype)
-    got = _run(stack, x.to(dtype), [tuple(t.to(dtype) for t in st) for st in state],
+    got = run_with_grads(stack, x.to(dtype), [tuple(t.to(dtype) for t in st) for st in state],
                _triton(mode, fold))
     assert got["out"].dtype == dtype
     _compare(got, ref, tol)
@@ -154,9 +125,9 @@ def test_step_and_persistent_agree_with_torch_fused(family):
     stack, N = _build(family, 1, torch.float32, seed=2)
     x = torch.randn(7, 3, N)
     state = [tuple(torch.randn(3, n) for n in c.state_sizes()) for c in stack.layers]
-    ref = _run(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=True))
+    ref = run_with_grads(stack, x, state, lambda s, x, st: fused_forward(s, x, st, fold=True))
     for mode in ("step", "persistent"):
-        _compare(_run(stack, x, state, _triton(mode, fold=True)), ref, 1e-5)
+        _compare(run_with_grads(stack, x, state, _triton(mode, fold=True)), ref, 1e-5)
 
 
 def test_poison_catches_an_unwritten_step(monkeypatch):
@@ -224,8 +195,8 @@ def test_folded_and_unfolded_kernels_agree(family):
     stack, N = _build(family, 1, torch.float32, seed=3, n_in=10)
     x = torch.randn(5, 3, N)
     state = [tuple(torch.randn(3, n) for n in c.state_sizes()) for c in stack.layers]
-    folded = _run(stack, x, state, _triton("step", fold=True))
-    _compare(_run(stack, x, state, _triton("step", fold=False)), folded, 1e-5)
+    folded = run_with_grads(stack, x, state, _triton("step", fold=True))
+    _compare(run_with_grads(stack, x, state, _triton("step", fold=False)), folded, 1e-5)
 
 
 class _SkipOne:
