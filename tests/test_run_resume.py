@@ -3,21 +3,19 @@ while the sweep goes on. A fake measure function stands in for rnnbench.bench.di
 timed here."""
 
 import json
-import sys
 import textwrap
-import types
-import zlib
 from dataclasses import dataclass
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnbench.bench.dispatch import BENCHES
 from rnnbench.cli import app
 from rnnbench.errors import DeviceError
 from rnnbench.results import IncrementalWriter, read_results
 from rnnbench.suite import load_suite, run_suite
+
+from sweep_helpers import FAKE_REF, fake_dispatch, fake_time, ok_row
 
 runner = CliRunner()
 
@@ -37,27 +35,9 @@ hidden_size = [8]
 N_CASES = 2 * 2 * 2 * 2
 
 
-def fake_time(key: str) -> float:
-    return (zlib.crc32(key.encode()) % 1000 + 1) * 1e-6
-
-
-def ok_row(case):
-    return case.row(metrics={"time_s_median": fake_time(case.key)})
-
-
-FAKE_REF = {"kind": "matmul-512", "time_s": 0.002, "time_s_min": 0.0019}
-
-
 @pytest.fixture
 def dispatch(monkeypatch):
-    """Puts a stand-in module where the CLI looks for the measure function."""
-    mod = types.ModuleType("rnnbench.bench.dispatch")
-    mod.BENCHES = BENCHES
-    mod.measure = ok_row
-    monkeypatch.setitem(sys.modules, "rnnbench.bench.dispatch", mod)
-    # the matrix-product yardstick is real timing too: a fixed stand-in keeps the tests fast
-    monkeypatch.setattr("rnnbench.commands.run.measure_reference", lambda device: dict(FAKE_REF))
-    return mod
+    return fake_dispatch(monkeypatch)
 
 
 @pytest.fixture

@@ -5,20 +5,18 @@ machines apart, and refuses conflicting repeats."""
 import json
 import random
 import shutil
-import sys
 import textwrap
-import types
-import zlib
 
 import pytest
 from typer.testing import CliRunner
 
-from rnnbench.bench.dispatch import BENCHES
 from rnnbench.cli import app
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import read_results
 from rnnbench.shard import assign, estimate_cost, parse_shard, shard_cases, shard_loads
 from rnnbench.suite import load_suite, parse_suite
+
+from sweep_helpers import fake_dispatch
 
 runner = CliRunner()
 SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
@@ -158,22 +156,9 @@ hidden_size = [8, 128]
 """
 
 
-def ok_row(case):
-    return case.row(metrics={"time_s_median": (zlib.crc32(case.key.encode()) % 1000 + 1) * 1e-6})
-
-
-FAKE_REF = {"kind": "matmul-512", "time_s": 0.002, "time_s_min": 0.0019}
-
-
 @pytest.fixture
 def dispatch(monkeypatch):
-    mod = types.ModuleType("rnnbench.bench.dispatch")
-    mod.BENCHES = BENCHES
-    mod.measure = ok_row
-    monkeypatch.setitem(sys.modules, "rnnbench.bench.dispatch", mod)
-    # the matrix-product yardstick is real timing too: a fixed stand-in keeps the tests fast
-    monkeypatch.setattr("rnnbench.commands.run.measure_reference", lambda device: dict(FAKE_REF))
-    return mod
+    return fake_dispatch(monkeypatch)
 
 
 @pytest.fixture
