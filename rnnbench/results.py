@@ -197,8 +197,10 @@ class IncrementalWriter:
     (quadratic in the rows), so past :data:`REWRITE_BYTES` each row is appended, flushed and
     synced to ``<json>.journal`` instead, and the whole file is rewritten only once the time since
     the last rewrite is :data:`REWRITE_FACTOR` times what that rewrite took (writing then costs at
-    most ~1/REWRITE_FACTOR of the run), and at :meth:`close`. :func:`read_results` reads the
-    journal too, so every reader (resume, compare, merge) sees every finished row.
+    most ~1/REWRITE_FACTOR of the run), and at :meth:`close`, which every user calls when it ends,
+    however it ends. :func:`read_results` reads the journal too, so every reader of the JSON file
+    (resume, compare, merge) sees every finished row; a CSV beside it is rewritten with the JSON,
+    so between rewrites of a large file it lags until :meth:`close`.
     """
 
     REWRITE_BYTES = 2 * 2**20
@@ -223,6 +225,7 @@ class IncrementalWriter:
         # a retried case replaces its earlier (failed, oom) row instead of appearing twice
         self.result.results = [r for r in self.result.results if r.key != row.key] + [row]
         if not self.json_path:
+            self.flush()  # a CSV alone has no journal: it is the only copy on disk
             return
         if self._bytes < self.REWRITE_BYTES or \
                 time.monotonic() - self._last >= self.REWRITE_FACTOR * self._cost:

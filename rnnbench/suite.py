@@ -546,9 +546,9 @@ def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
     try:
         _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done)
     finally:
-        # rows past the writer's rewrite threshold may be only in its journal: put them in the file
-        if report.measured:
-            writer.close()
+        # rows past the writer's rewrite threshold may be only in its journal, and a resumed file
+        # may still have one from the run before: the files end complete however the sweep ends
+        writer.close()
     return report
 
 

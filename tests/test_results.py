@@ -181,3 +181,24 @@ def test_small_files_are_rewritten_after_every_row(tmp_path):
         w.add(_jrow(i))
         assert len(json.loads(out.read_text())["results"]) == i
     assert not journal_path(out).exists()
+
+
+def test_a_csv_alone_is_written_after_every_row(tmp_path):
+    out = tmp_path / "r.csv"
+    w = IncrementalWriter({}, {}, csv_path=out)
+    for i in range(1, 3):
+        w.add(_jrow(i))
+        assert [r.batch for r in read_results(out).results] == list(range(1, i + 1))
+
+
+def test_closing_a_resumed_file_brings_its_csv_level_with_the_journal(tmp_path, monkeypatch):
+    monkeypatch.setattr(IncrementalWriter, "REWRITE_BYTES", 0)
+    monkeypatch.setattr(IncrementalWriter, "REWRITE_FACTOR", 10**9)
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    w = IncrementalWriter({}, {}, json_path=js, csv_path=cs)
+    w.add(_jrow(1))
+    w.add(_jrow(2))                                   # journal only; the CSV has row 1
+    assert len(read_results(cs).results) == 1
+    again = IncrementalWriter({}, {}, json_path=js, csv_path=cs, resume=True)
+    again.close()                                     # nothing new measured
+    assert len(read_results(cs).results) == 2 and not journal_path(js).exists()

@@ -128,8 +128,7 @@ def measure_cases(cases: list[Case], measure: Callable[[Case], Row], writer: Inc
             writer.add(row)
             rows.append(row)
     finally:
-        if rows:
-            writer.close()
+        writer.close()
     return rows
 
 

@@ -152,9 +152,6 @@ def run(
         report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
                            on_start=started, on_done=finished)
         progress.update(task, description=s.name)
-    if not json_path.exists() or (csv and not csv.exists()):
-        # an empty shard, or a resume with nothing left, still leaves files a merge can read
-        write_outputs(writer.result, json_path=json_path, csv_path=csv)
     print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
     resumed = f", {report.resumed} already in the file" if report.resumed else ""
     out.print(f"{report.measured} measured{resumed}; written to {json_path}"

@@ -143,6 +143,13 @@ def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_par
 def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose) -> list[Row]:
     writer = IncrementalWriter(envinfo.collect(plan[0].cfg.device), envinfo.provenance(),
                                json_path=json_path, csv_path=csv_path, resume=resume)
+    try:
+        return _train_rows(plan, writer, json_path, verbose)
+    finally:
+        writer.close()
+
+
+def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose) -> list[Row]:
     done = {r.key: r for r in writer.result.results if r.status in ("ok", "unsupported")}
     trained: dict[tuple, Row] = {}
     rows = []
