@@ -117,3 +117,12 @@ def test_run_rounds_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["run", str(suite), "--json", str(out), "--rounds", "0"])
     assert r.exit_code == 2 and "--rounds must be at least 1" in r.output
+    # leftover rounds are continued only when asked: never pooled into a fresh run by accident
+    out.unlink()
+    r = runner.invoke(app, ["run", str(suite), "--json", str(out), "--rounds", "2"])
+    assert r.exit_code == 2 and "holds rounds of an earlier run" in r.output
+    # a single run's file is not resumed as rounds (its rows would be thrown away)
+    single = tmp_path / "single.json"
+    assert runner.invoke(app, ["run", str(suite), "--json", str(single)]).exit_code == 0
+    r = runner.invoke(app, ["run", str(suite), "--json", str(single), "--rounds", "2", "--resume"])
+    assert r.exit_code == 2 and "written by a run without --rounds" in r.output

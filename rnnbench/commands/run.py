@@ -31,11 +31,13 @@ def shard_tag(shard: tuple[int, int] | None) -> str:
 
 
 def default_json_path(name: str, shard, *, resume: bool) -> Path:
-    """results/<suite>[-shardIofN]-<UTC time>.json; with --resume, the newest such file."""
+    """results/<suite>[-shardIofN]-<UTC time>.json; with --resume, the newest such file (or the
+    file an interrupted --rounds run was going to pool into: its <stem>.rounds folder)."""
     stem = name + shard_tag(shard)
     if resume and RESULTS_DIR.is_dir():
-        pattern = re.compile(re.escape(stem) + r"-\d{8}-\d{6}\.json")
-        found = sorted(p for p in RESULTS_DIR.iterdir() if pattern.fullmatch(p.name))
+        pattern = re.compile(re.escape(stem) + r"-\d{8}-\d{6}\.(json|rounds)")
+        found = sorted(p.with_suffix(".json") for p in RESULTS_DIR.iterdir()
+                       if pattern.fullmatch(p.name))
         if found:
             return found[-1]
     return RESULTS_DIR / f"{stem}-{datetime.now(timezone.utc).strftime(_STAMP)}.json"
@@ -120,8 +122,8 @@ def run(
     json_path = json or default_json_path(s.name, where, resume=resume)
     _prepare_output(json_path, resume, overwrite, env)
     if rounds > 1:
-        _run_rounds(suite, s, where, json_path, csv, rounds, overwrite=overwrite, shard=shard,
-                    device=device)
+        _run_rounds(suite, s, where, json_path, csv, rounds, resume=resume, overwrite=overwrite,
+                    shard=shard, device=device)
         return
     if any(c.bench == "speed" for c in cases):
         ref = measure_reference(env["device"])
@@ -161,7 +163,7 @@ def run(
 
 
 def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds: int, *,
-                overwrite: bool, shard: str | None, device: str | None) -> None:
+                resume: bool, overwrite: bool, shard: str | None, device: str | None) -> None:
     """Each round is a plain `rnnbench run` of the suite in a fresh process, into its own file under
     <json stem>.rounds/ (so an interrupted round resumes like any run); then the rounds are pooled
     into the --json file."""
@@ -172,6 +174,12 @@ def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds
     from rnnbench.rounds import pool
 
     rdir = json_path.with_name(json_path.stem + ".rounds")
+    if json_path.exists() and resume and "rounds" not in read_results(json_path).env:
+        raise RnnbenchError(f"{json_path} was written by a run without --rounds: resume it without "
+                            "--rounds, or start the rounds in another --json")
+    if rdir.exists() and not (resume or overwrite):
+        raise RnnbenchError(f"{rdir} holds rounds of an earlier run: --resume continues them, "
+                            "--overwrite starts again")
     if overwrite and rdir.exists():
         shutil.rmtree(rdir)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -183,9 +191,13 @@ def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds
         cmd += ["--device", device] if device else []
         note(f"round {k}/{rounds}, a fresh process: {f}")
         # the round's own table would repeat on stdout R times; its progress stays on stderr
-        code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
-        if code == 130:
-            raise KeyboardInterrupt
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the child too: let it write what it finished before we stop
+            child.wait()
+            raise
         if code != 0:
             raise RnnbenchError(f"round {k} stopped with exit code {code}; its rows are in {f} "
                                 "(--resume continues)")
