@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -83,15 +84,16 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def pin_cpus(cpus: list[int] | None) -> None:
-    """Keep this process (and the threads it starts) on these CPUs; None leaves it alone.
+def pin_cpus(cpus: list[int] | int | None) -> set[int] | None:
+    """Keep this process, every thread it has and every thread it starts, on these CPUs; None
+    leaves it alone. Returns the CPUs it could use before, for :func:`unpin`.
 
     On a shared or virtual machine a process that the scheduler moves between CPUs, or whose
     threads land on different ones from one process to the next, times the same case differently
     from run to run; pinned, it also shares the CPUs' speed swings with the per-case yardstick,
     which `compare --normalize` then divides out."""
     if cpus is None:
-        return
+        return None
     if isinstance(cpus, int) and not isinstance(cpus, bool):
         cpus = [cpus]
     if not isinstance(cpus, (list, tuple)) or not all(
@@ -104,7 +106,36 @@ def pin_cpus(cpus: list[int] | None) -> None:
     if not cpus or bad:
         raise RnnbenchError(f"cannot pin to CPU(s) {bad or cpus}: this process may use "
                             f"{', '.join(map(str, sorted(allowed)))}")
-    os.sched_setaffinity(0, set(cpus))
+    _set_affinity(set(cpus))
+    return allowed
+
+
+def unpin(before: set[int] | None) -> None:
+    """Give the process back the CPUs :func:`pin_cpus` took away (None: it never pinned)."""
+    if before is not None:
+        _set_affinity(before)
+
+
+@contextlib.contextmanager
+def pinned_to(cpus: list[int] | int | None):
+    """:func:`pin_cpus` for the duration of a block."""
+    before = pin_cpus(cpus)
+    try:
+        yield
+    finally:
+        unpin(before)
+
+
+def _set_affinity(cpus: set[int]) -> None:
+    # affinity belongs to a thread: torch's worker threads, once started, keep theirs unless
+    # each is moved too; threads started later inherit the calling thread's
+    task = "/proc/self/task"
+    tids = [int(t) for t in os.listdir(task)] if os.path.isdir(task) else [0]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
 
 
 def empty_cache(device: torch.device | str) -> None:

@@ -81,17 +81,21 @@ def _pool_speed(indexed: list[tuple[int, Row]]) -> Row:
         warnings += stats.warnings
     median = metrics["time_s_median"]
     tokens = (first.batch or 0) * (first.seq_len or 0)
-    if median and median > 0:
-        metrics["tokens_per_s"] = tokens / median if tokens else None
-        if isinstance(metrics.get("flops"), (int, float)):
-            metrics["flop_per_s"] = metrics["flops"] / median
-    for name, combine in (("others_cpu_frac", max), ("steal_cpu_frac", max), ("host_drift", max),
-                          ("reference_time_s", statistics.median), ("reference_time_s_min", min),
-                          ("busy_retries", sum)):
+    positive = median is not None and median > 0
+    metrics["tokens_per_s"] = tokens / median if positive and tokens else None
+    if isinstance(metrics.get("flops"), (int, float)):
+        metrics["flop_per_s"] = metrics["flops"] / median if positive else None
+    combine = {"host_drift": max, "reference_time_s": statistics.median,
+               "reference_time_s_min": min, "busy_retries": sum}
+    # the machine-watch shares of every measurement in the row (a bwd row has two)
+    combine.update({k: max for k in first.metrics if k.startswith(("others_cpu_frac", "steal_cpu_frac"))})
+    for name, how in combine.items():
         vals = _numbers(rows, name)
         if vals:
-            metrics[name] = combine(vals)
+            metrics[name] = how(vals)
     metrics["rounds"] = len(rows)
+    # calls per sample may differ between rounds; inner_repeats keeps the largest
+    metrics["round_inner_repeats"] = [r.metrics.get("inner_repeats") for r in rows]
     metrics["round_medians_s"] = [r.metrics.get("time_s_median") for r in rows]
     # a round's machine warnings stay, named by round; the noise warning is the pooled one
     for i, r in indexed:

@@ -27,5 +27,5 @@ def fake_dispatch(monkeypatch):
     mod.measure = ok_row
     monkeypatch.setitem(sys.modules, "rnnbench.bench.dispatch", mod)
     # the matrix-product yardstick is real timing too: a fixed stand-in keeps the tests fast
-    monkeypatch.setattr("rnnbench.commands.run.measure_reference", lambda device: dict(FAKE_REF))
+    monkeypatch.setattr("rnnbench.commands.run.measure_reference", lambda device, threads=None: dict(FAKE_REF))
     return mod

@@ -348,7 +348,7 @@ def test_a_case_records_its_yardstick_and_flags_a_large_drift(monkeypatch):
     from rnnbench.case import Case
 
     yardsticks = iter([{"time_s": 1e-3, "time_s_min": 0.9e-3}, {"time_s": 1.5e-3, "time_s_min": 1.4e-3}])
-    monkeypatch.setattr(speed, "_yardstick", lambda device, s: next(yardsticks))
+    monkeypatch.setattr(speed, "_yardstick", lambda device, s, warnings: next(yardsticks))
     case = Case("speed", "gru", "irc", batch=2, seq_len=3, input_size=4, hidden_size=5)
     row = speed.measure_speed(case, speed.SpeedSettings(min_run_time=0.01, sample_time=0.001,
                                                         flops=False))
@@ -370,12 +370,23 @@ def test_pinning_checks_its_cpus_and_sets_the_affinity(monkeypatch):
     from rnnbench.errors import RnnbenchError
 
     seen = []
-    monkeypatch.setattr(devices.os, "sched_setaffinity", lambda pid, cpus: seen.append(cpus))
+    monkeypatch.setattr(devices.os, "sched_setaffinity", lambda tid, cpus: seen.append((tid, cpus)))
     allowed = sorted(os.sched_getaffinity(0))
-    devices.pin_cpus(allowed[0])
-    devices.pin_cpus(allowed[:2])
-    devices.pin_cpus(None)
-    assert seen == [{allowed[0]}, set(allowed[:2])]
+    threads = {int(t) for t in os.listdir("/proc/self/task")}
+    before = devices.pin_cpus(allowed[0])
+    # every thread of the process moves (torch's workers keep their own affinity otherwise)
+    assert {t for t, _ in seen} >= threads and {frozenset(c) for _, c in seen} == {frozenset({allowed[0]})}
+    assert before == set(allowed)
+    seen.clear()
+    devices.unpin(before)
+    assert {frozenset(c) for _, c in seen} == {frozenset(allowed)}
+    seen.clear()
+    with devices.pinned_to(allowed[:2]):
+        assert {frozenset(c) for _, c in seen} == {frozenset(allowed[:2])}
+        seen.clear()
+    assert {frozenset(c) for _, c in seen} == {frozenset(allowed)}      # given back after the block
+    seen.clear()
+    assert devices.pin_cpus(None) is None and seen == []
     with pytest.raises(RnnbenchError, match="cannot pin to CPU"):
         devices.pin_cpus([max(allowed) + 1000])
     with pytest.raises(RnnbenchError, match="must be CPU numbers"):
@@ -389,3 +400,23 @@ def test_speed_pin_cpus_flag_refuses_a_cpu_it_may_not_use():
     r = CliRunner().invoke(app, ["speed", "--cell", "gru", "-B", "1", "-T", "2", "-N", "4", "-M", "4",
                                  "--pin-cpus", "100000"])
     assert r.exit_code == 2 and "cannot pin to CPU(s) [100000]" in r.output
+
+
+def test_a_failing_yardstick_costs_its_metrics_not_the_case(monkeypatch):
+    from rnnbench.bench import speed
+    from rnnbench.case import Case
+
+    calls = []
+
+    def broken(device, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("device lost")
+        return {"time_s": 1e-3, "time_s_min": 1e-3}
+
+    monkeypatch.setattr(speed, "reference_time", broken)
+    case = Case("speed", "gru", "irc", batch=2, seq_len=3, input_size=4, hidden_size=5)
+    row = speed.measure_speed(case, speed.SpeedSettings(min_run_time=0.01, sample_time=0.001,
+                                                        flops=False))
+    assert row.status == "ok" and "reference_time_s" not in row.metrics
+    assert "no yardstick (RuntimeError: device lost)" in row.warnings

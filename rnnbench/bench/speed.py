@@ -81,8 +81,8 @@ def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
 
 def _measure(case: Case, s: SpeedSettings) -> Row:
     device = resolve_device(case.device)
-    pin_cpus(s.pin_cpus)
-    set_threads(s.threads)
+    pin_cpus(s.pin_cpus)  # the callers (speed, run) pin before any work and unpin after
+    set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
     load = load_average()
     xs = backends.make_inputs(case, s.input_sets, seed=s.seed + 1)
     runnable = backends.build(case, check=s.check, seed=s.seed, example=xs[0])
@@ -96,7 +96,7 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     metrics: dict = {}
     warnings: list[str] = []
     retries = [0]
-    ref_before = _yardstick(device, s)
+    ref_before = _yardstick(device, s, warnings)
 
     def quiet(fn):
         stats, retries[0] = measure_quietly(timer, fn, xs, s.busy_retries, retries[0])
@@ -134,8 +134,8 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
         metrics["verify_rel_err"] = runnable.verify_error
     metrics["input_sets"] = len(xs)
     metrics["busy_retries"] = retries[0]
-    if ref_before is not None:
-        ref_after = _yardstick(device, s)
+    ref_after = _yardstick(device, s, warnings) if ref_before is not None else None
+    if ref_after is not None:
         metrics["reference_time_s"] = (ref_before["time_s"] + ref_after["time_s"]) / 2
         metrics["reference_time_s_min"] = min(ref_before["time_s_min"], ref_after["time_s_min"])
         metrics["host_drift"] = d = drift(ref_before, ref_after)
@@ -151,11 +151,22 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     return case.row(metrics=metrics, warnings=warnings)
 
 
-def _yardstick(device, s: SpeedSettings) -> dict | None:
+def pinned_threads(cpus) -> int | None:
+    """Threads to match a pin: one per pinned CPU (more would only take turns on them)."""
+    if cpus is None:
+        return None
+    return 1 if isinstance(cpus, int) else len(cpus)
+
+
+def _yardstick(device, s: SpeedSettings, warnings: list[str]) -> dict | None:
     if not s.reference:
         return None
-    # a short window: the point is the same yardstick on both sides of the case, not precision
-    return reference_time(str(device), min_run_time=min(0.1, s.min_run_time / 4))
+    try:
+        # a short window: the point is the same yardstick on both sides of the case, not precision
+        return reference_time(str(device), min_run_time=min(0.1, s.min_run_time / 4))
+    except Exception as e:  # noqa: BLE001 - a missing yardstick must not cost a measured case
+        warnings.append(f"no yardstick ({type(e).__name__}: {e})")
+        return None
 
 
 def measure_quietly(timer: Timer, fn, xs, retries: int, used: int = 0) -> tuple[TimingStats, int]:

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from rnnbench import envinfo
 from rnnbench.case import Case
+from rnnbench.bench.speed import pinned_threads
 from rnnbench.commands.common import check_devices, cli_errors, err, note, out
+from rnnbench.devices import pinned_to, set_threads
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
                               journal_path, read_results, size_label, write_outputs)
@@ -125,41 +127,48 @@ def run(
         _run_rounds(suite, s, where, json_path, csv, rounds, resume=resume, overwrite=overwrite,
                     shard=shard, device=device)
         return
-    if any(c.bench == "speed" for c in cases):
-        ref = measure_reference(env["device"])
-        if ref:
-            env["reference"] = ref
-    prov = envinfo.provenance()
-    prov["suite"] = {"path": str(suite), "name": s.name, "cases": len(s.cases),
-                     "shard": f"{where[0]}/{where[1]}" if where else None,
-                     "shard_cases": len(cases), "settings": s.settings}
-    writer = IncrementalWriter(env, prov, json_path=json_path, csv_path=csv, resume=resume)
-    if where:
-        note(f"shard {where[0]}/{where[1]}: {len(cases)} of {len(s.cases)} cases")
+    # pinned before any torch work (the run's yardstick starts torch's worker threads), and for
+    # this run only
+    speed_settings = s.settings.get("speed") if isinstance(s.settings.get("speed"), dict) else {}
+    pin = speed_settings.get("pin_cpus")
+    threads = speed_settings.get("threads")
+    with pinned_to(pin):
+        set_threads(threads if threads is not None else pinned_threads(pin))
+        if any(c.bench == "speed" for c in cases):
+            ref = measure_reference(env["device"], threads)
+            if ref:
+                env["reference"] = ref
+        prov = envinfo.provenance()
+        prov["suite"] = {"path": str(suite), "name": s.name, "cases": len(s.cases),
+                         "shard": f"{where[0]}/{where[1]}" if where else None,
+                         "shard_cases": len(cases), "settings": s.settings}
+        writer = IncrementalWriter(env, prov, json_path=json_path, csv_path=csv, resume=resume)
+        if where:
+            note(f"shard {where[0]}/{where[1]}: {len(cases)} of {len(s.cases)} cases")
 
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err) as progress:
-        task = progress.add_task(s.name, total=len(cases))
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=err) as progress:
+            task = progress.add_task(s.name, total=len(cases))
 
-        def started(case: Case) -> None:
-            progress.update(task, description=case.key)
+            def started(case: Case) -> None:
+                progress.update(task, description=case.key)
 
-        def finished(case: Case, row: Row) -> None:
-            progress.advance(task)
-            if row.status in ("oom", "failed"):
-                progress.console.print(f"{row.status}: {case.key}: {row.reason}",
-                                       markup=False, highlight=False)
+            def finished(case: Case, row: Row) -> None:
+                progress.advance(task)
+                if row.status in ("oom", "failed"):
+                    progress.console.print(f"{row.status}: {case.key}: {row.reason}",
+                                           markup=False, highlight=False)
 
-        report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
-                           on_start=started, on_done=finished)
-        progress.update(task, description=s.name)
-    print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
-    resumed = f", {report.resumed} already in the file" if report.resumed else ""
-    out.print(f"{report.measured} measured{resumed}; written to {json_path}"
-              + (f" and {csv}" if csv else ""), highlight=False)
-    if s.targets:
-        _print_targets(s, writer.result.results, suite, json_path, sharded=bool(where))
+            report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
+                               on_start=started, on_done=finished)
+            progress.update(task, description=s.name)
+        print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
+        resumed = f", {report.resumed} already in the file" if report.resumed else ""
+        out.print(f"{report.measured} measured{resumed}; written to {json_path}"
+                  + (f" and {csv}" if csv else ""), highlight=False)
+        if s.targets:
+            _print_targets(s, writer.result.results, suite, json_path, sharded=bool(where))
 
 
 def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds: int, *,

@@ -9,7 +9,7 @@ import typer
 
 from rnnbench import envinfo
 from rnnbench.bench.dispatch import measure
-from rnnbench.bench.speed import SpeedSettings, busy_note
+from rnnbench.bench.speed import SpeedSettings, busy_note, pinned_threads
 from rnnbench.commands import _options as opts
 from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
@@ -18,7 +18,7 @@ from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measu
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err,
                                       parse_backends, parse_int_list, parse_modes,
                                       require_positive)
-from rnnbench.devices import pin_cpus, set_threads
+from rnnbench.devices import pinned_to, set_threads
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
 
 
@@ -59,28 +59,29 @@ def speed(
     dev = device_option(device)
     dt = dtype_option(dtype)
     require_positive(("--min-run-time", min_run_time), ("--input-sets", input_sets))
-    set_threads(threads)
-    cases = make_cases("speed", cell=cell, variant=variant, irc=irc, ihc=ihc, form=form,
-                       backends=parse_backends(backend), modes=parse_modes(mode), device=str(dev),
-                       dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
-                       hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
-                       pru_output_map=pru_output_map)
     pinned = parse_int_list(pin, "--pin-cpus", minimum=0) if pin else None
-    pin_cpus(pinned)  # before the yardstick below, so it runs where the cases will
-    settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check,
-                             pin_cpus=pinned)
-    if dev.type == "cpu" and (busy := busy_note()):
-        err.print(f"note: {busy}", highlight=False, markup=False)
-    env = envinfo.collect(str(dev))
-    if json:  # the yardstick `compare --normalize` divides by, measured in this run's conditions
-        from rnnbench.commands.run import measure_reference
-        if ref := measure_reference(str(dev), threads):
-            env["reference"] = ref
-    writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
-    rows = measure_cases(cases, lambda case: measure(case, speed=settings), writer,
-                         lambda row: fmt_time(row.metrics.get("time_s_median")))
-    columns, cells = speed_table(rows)
-    finish_outputs(rows, columns, cells, markdown)
+    # before any torch work, so that torch's worker threads start on those CPUs too
+    with pinned_to(pinned):
+        set_threads(threads if threads is not None else pinned_threads(pinned))
+        cases = make_cases("speed", cell=cell, variant=variant, irc=irc, ihc=ihc, form=form,
+                           backends=parse_backends(backend), modes=parse_modes(mode), device=str(dev),
+                           dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
+                           hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
+                           pru_output_map=pru_output_map)
+        settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check,
+                                 pin_cpus=pinned)
+        if dev.type == "cpu" and (busy := busy_note()):
+            err.print(f"note: {busy}", highlight=False, markup=False)
+        env = envinfo.collect(str(dev))
+        if json:  # the yardstick `compare --normalize` divides by, measured in this run's conditions
+            from rnnbench.commands.run import measure_reference
+            if ref := measure_reference(str(dev), threads):
+                env["reference"] = ref
+        writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
+        rows = measure_cases(cases, lambda case: measure(case, speed=settings), writer,
+                             lambda row: fmt_time(row.metrics.get("time_s_median")))
+        columns, cells = speed_table(rows)
+        finish_outputs(rows, columns, cells, markdown)
 
 
 def speed_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
