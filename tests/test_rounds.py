@@ -126,3 +126,18 @@ def test_run_rounds_end_to_end(tmp_path):
     assert runner.invoke(app, ["run", str(suite), "--json", str(single)]).exit_code == 0
     r = runner.invoke(app, ["run", str(suite), "--json", str(single), "--rounds", "2", "--resume"])
     assert r.exit_code == 2 and "written by a run without --rounds" in r.output
+
+
+def test_rates_are_dropped_when_the_pooled_backward_is_not_positive():
+    def bwd(total, part, **extra):
+        return Row(bench="speed", cell="gru", variant="irc", backend="eager", mode="bwd", batch=2,
+                   seq_len=5, input_size=4, hidden_size=4, layers=1,
+                   metrics={"time_s_median": 0.1, "tokens_per_s": 100.0, "flops": 10.0,
+                            "flop_per_s": 100.0, "samples_s_fwd_bwd": total,
+                            "samples_s_fwd_grad": part, **extra})
+    # step and forward overlap within their noise: the pooled difference is not positive
+    (row,) = pool([[bwd([1.0, 1.1], [1.05, 1.2], others_cpu_frac_fwd_bwd=0.01)],
+                   [bwd([1.0], [1.1], others_cpu_frac_fwd_bwd=0.3)]])
+    assert row.metrics["time_s_median"] <= 0
+    assert row.metrics["tokens_per_s"] is None and row.metrics["flop_per_s"] is None
+    assert row.metrics["others_cpu_frac_fwd_bwd"] == 0.3
