@@ -135,6 +135,20 @@ def _gates(acc0, acc1, acc2, wxp, msk, M, G: tl.constexpr):
 
 
 @triton.jit
+def _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G: tl.constexpr, PREC: tl.constexpr,
+                   UPCAST: tl.constexpr):
+    """The persistent kernels' gates: R_gᵀ already in registers, so each gate is one dot."""
+    acc0 = _mm(h, rt0, zero, PREC, UPCAST)
+    acc1 = zero
+    acc2 = zero
+    if G > 1:
+        acc1 = _mm(h, rt1, zero, PREC, UPCAST)
+    if G > 2:
+        acc2 = _mm(h, rt2, zero, PREC, UPCAST)
+    return _gates(acc0, acc1, acc2, wxp, msk, M, G)
+
+
+@triton.jit
 def _update(FAMILY: tl.constexpr, s0, s1, s2, a, h, c, x, beta):
     """The state update from the gates (float32 blocks): returns (h_t, c_t)."""
     hn = h
@@ -434,14 +448,7 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     for t in range(0, T):
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
-        acc0 = _mm(h, rt0, zero, PREC, UPCAST)
-        acc1 = zero
-        acc2 = zero
-        if G > 1:
-            acc1 = _mm(h, rt1, zero, PREC, UPCAST)
-        if G > 2:
-            acc2 = _mm(h, rt2, zero, PREC, UPCAST)
-        s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
+        s0, s1, s2, a = _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G, PREC, UPCAST)
         x = c
         if FAMILY == 2:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
@@ -497,14 +504,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
             g = _mm(p2, r2, g, PREC, UPCAST)
         hp = tl.load(HPREV + t * B * M + sp, mask=msk, other=0.0)
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
-        acc0 = _mm(hp, rt0, zero, PREC, UPCAST)
-        acc1 = zero
-        acc2 = zero
-        if G > 1:
-            acc1 = _mm(hp, rt1, zero, PREC, UPCAST)
-        if G > 2:
-            acc2 = _mm(hp, rt2, zero, PREC, UPCAST)
-        s0, s1, s2, a = _gates(acc0, acc1, acc2, wxp, msk, M, G)
+        s0, s1, s2, a = _gates_on_chip(hp, rt0, rt1, rt2, zero, wxp, msk, M, G, PREC, UPCAST)
         c = zero
         cn = zero
         x = zero

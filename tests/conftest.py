@@ -33,3 +33,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def dispatch(monkeypatch):
+    """The sweep tests' stand-in measure function (tests/sweep_helpers.py)."""
+    from sweep_helpers import fake_dispatch
+    return fake_dispatch(monkeypatch)
+
+
+@pytest.fixture
+def suite(request, tmp_path):
+    """The test module's SUITE text as a suite file."""
+    import textwrap
+    p = tmp_path / "tiny.toml"
+    p.write_text(textwrap.dedent(request.module.SUITE))
+    return p

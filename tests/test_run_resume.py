@@ -3,7 +3,6 @@ while the sweep goes on. A fake measure function stands in for rnnbench.bench.di
 timed here."""
 
 import json
-import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +14,7 @@ from rnnbench.errors import DeviceError
 from rnnbench.results import IncrementalWriter, read_results
 from rnnbench.suite import load_suite, run_suite
 
-from sweep_helpers import FAKE_REF, fake_dispatch, fake_time, ok_row
+from sweep_helpers import FAKE_REF, fake_time, ok_row
 
 runner = CliRunner()
 
@@ -33,18 +32,6 @@ input_equals_hidden = true
 hidden_size = [8]
 """
 N_CASES = 2 * 2 * 2 * 2
-
-
-@pytest.fixture
-def dispatch(monkeypatch):
-    return fake_dispatch(monkeypatch)
-
-
-@pytest.fixture
-def suite(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(textwrap.dedent(SUITE))
-    return p
 
 
 def run(*args):

@@ -5,7 +5,6 @@ machines apart, and refuses conflicting repeats."""
 import json
 import random
 import shutil
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +15,6 @@ from rnnbench.results import read_results
 from rnnbench.shard import assign, estimate_cost, parse_shard, shard_cases, shard_loads
 from rnnbench.suite import load_suite, parse_suite
 
-from sweep_helpers import fake_dispatch
 
 runner = CliRunner()
 SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
@@ -154,18 +152,6 @@ seq_len = [4, 64]
 input_equals_hidden = true
 hidden_size = [8, 128]
 """
-
-
-@pytest.fixture
-def dispatch(monkeypatch):
-    return fake_dispatch(monkeypatch)
-
-
-@pytest.fixture
-def suite(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(textwrap.dedent(SUITE))
-    return p
 
 
 def cli(*args):
