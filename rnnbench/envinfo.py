@@ -74,7 +74,8 @@ def git_info() -> dict:
                               timeout=5).stdout.strip()
     commit = _try(lambda: git("rev-parse", "HEAD"), "")
     dirty = _try(lambda: bool(git("status", "--porcelain", "--untracked-files=no")), None)
-    return {"commit": commit or None, "dirty": dirty if commit else None}
+    # where the measured code was imported from: `rnnbench ab` checks each side ran its own
+    return {"commit": commit or None, "dirty": dirty if commit else None, "source": str(root)}
 
 
 def collect(device: str = "cpu") -> dict:

@@ -148,6 +148,13 @@ def _check_value(name: str, v, where: _Where):
             raise where.error(name, f"unknown value {v!r}", "cpu, cuda, cuda:N, mps")
         return v
     allowed = _choices(name)
+    if name == "cell" and isinstance(v, str) and ":" in v:
+        from rnnbench.usercell import user_spec
+        try:
+            user_spec(v)  # imported and checked now: a broken cell fails before any work
+        except RnnbenchError as e:
+            raise where.error(name, str(e)) from None
+        return v
     if name == "cell" and isinstance(v, str):
         v = v.lower().replace("-", "").replace("_", "")
     if v not in allowed:

@@ -107,6 +107,12 @@ def all_specs() -> list[CellSpec]:
 
 
 def get(family: str, variant: str = "baseline", form: str = "paper") -> CellSpec:
+    if ":" in family:  # package.module:Class, a user's own cell (rnnbench/usercell.py)
+        from rnnbench.usercell import user_spec
+        if variant != "baseline" or form != "paper":
+            raise UnknownCellError(f"{family}: a user cell has only the baseline variant and the "
+                                   f"paper form, not {variant}/{form}")
+        return user_spec(family)
     _discover()
     family = family.lower().replace("-", "").replace("_", "")
     if family not in families():
@@ -129,5 +135,8 @@ def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper
     fams = families() if cells in ("all", ["all"]) else [cells] if isinstance(cells, str) else cells
     vars_ = list(VARIANTS) if variants in ("all", ["all"]) else (
         [variants] if isinstance(variants, str) else variants)
-    # Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone.
-    return [get(f, v, form if v == "baseline" else "paper") for f in fams for v in vars_]
+    # Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone; a
+    # user cell has its one baseline, whatever the variants asked of the zoo's cells
+    keys = dict.fromkeys((f, "baseline", "paper") if ":" in f else
+                         (f, v, form if v == "baseline" else "paper") for f in fams for v in vars_)
+    return [get(*k) for k in keys]

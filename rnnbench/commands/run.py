@@ -56,6 +56,20 @@ def selected_cases(data: dict, suite: Path, device: str | None, shard: str | Non
     return s, where, (shard_cases(s.cases, *where) if where else s.cases)
 
 
+def ordered_cases(cases: list[Case], bench: str | None, shuffle: int | None) -> list[Case]:
+    """--bench and --shuffle: a subset of the benches, and an order that is not the suite's, so
+    that a slow spell of the machine does not always fall on the same cases."""
+    if bench is not None:
+        from rnnbench.commands.common import split_list
+        wanted = split_list(bench, "--bench")
+        cases = [c for c in cases if c.bench in wanted]
+    if shuffle is not None:
+        import random
+        cases = list(cases)
+        random.Random(shuffle).shuffle(cases)
+    return cases
+
+
 def measure_reference(device: str, threads: int | None = None) -> dict | None:
     """A fixed matrix product timed on the run's device and stored as env["reference"], so that
     `compare --normalize` can set times from two machines side by side. Never fails a run."""
@@ -105,6 +119,10 @@ def run(
     rounds: int = typer.Option(1, "--rounds", help="measure the suite this many times, each pass "
                                "in a fresh process, and pool the samples (steadier medians on "
                                "shared machines; see rnnbench/rounds.py)"),
+    bench: Optional[str] = typer.Option(None, "--bench", help="only the cases of these benches "
+                                        "(comma list: speed, memory, ...)"),
+    shuffle: Optional[int] = typer.Option(None, "--shuffle", help="measure the cases in an order "
+                                          "shuffled with this seed (rnnbench ab uses it)"),
 ):
     """Run a suite: every case measured once, each row written as it finishes."""
     if rounds < 1:
@@ -117,6 +135,7 @@ def run(
         _run_params(suite, json, csv, overwrite or resume)  # recounting is resuming
         return
     s, where, cases = selected_cases(data, suite, device, shard)
+    cases = ordered_cases(cases, bench, shuffle)
     env = envinfo.collect(check_devices(c.device for c in cases) if cases else "cpu")
     measure = default_measure()
     measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work

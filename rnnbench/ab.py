@@ -1,0 +1,438 @@
+"""`rnnbench ab`: two versions of code measured in one job on one machine, interleaved, judged from
+paired rounds (rnnbench/paired.py). The running half lives here; the verdicts in :func:`judge`.
+
+Why this shape: measured one after the other, base and head meet different machine states, and a
+virtual machine changes speed by tens of percent between processes with nothing else running
+(docs/measurements-2026-11-23-cpu.md), so two sequential runs read drift as a code change. Here
+each round starts base and head as fresh processes, back to back, in an order drawn at random,
+each pinned to the same CPU with one thread and each shuffling its cases; the per-round ratio
+head/base cancels whatever the machine did between rounds, and the rounds are the samples.
+
+Each side is a directory put first on its processes' Python path: a worktree of another revision
+(its `rnnbench/` is the code measured) or a folder holding a user's cell module. Each process is a
+plain `rnnbench run` of the head's suite and writes an ordinary result file, so this parent never
+imports the base's code; the files stay in the work folder for `compare`, `plot` or a second look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rnnbench import metrics as M
+from rnnbench import paired
+from rnnbench.errors import IncompatibleResultsError, RnnbenchError
+from rnnbench.results import ResultFile, Row, case_key, read_results
+
+SIDES = ("base", "head")
+
+
+@dataclass
+class Plan:
+    suite: Path
+    base: Path
+    head: Path
+    workdir: Path
+    rounds: int = 10
+    seed: int = 0
+    threads: int = 1
+    cpus: list[int] | None = None     # each process pinned to these (None: not pinned)
+    duet: bool = False                # both sides at once, each on its own CPU
+    normalize: bool = True            # divide each time by the case's own yardstick
+    time_stat: str = "median"
+    schedule: list[dict] = field(default_factory=list)
+
+    def side_path(self, side: str) -> Path:
+        return self.base if side == "base" else self.head
+
+
+def make_schedule(rounds: int, seed: int, cpus: list[int] | None, duet: bool) -> list[dict]:
+    """Per round: the order of the sides, each process's case-shuffle seed and CPUs. Drawn from
+    one seed, so a job can be repeated exactly, and recorded in the result."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(1, rounds + 1):
+        order = list(SIDES)
+        rng.shuffle(order)
+        entry = {"round": k, "order": order,
+                 "shuffle": {s: rng.randrange(2 ** 31) for s in SIDES}}
+        if duet and cpus and len(cpus) >= 2:
+            pair = rng.sample(cpus, 2)  # which side gets which CPU, at random too
+            entry["cpus"] = {order[0]: [pair[0]], order[1]: [pair[1]]}
+        else:
+            entry["cpus"] = {s: cpus for s in SIDES}
+        out.append(entry)
+    return out
+
+
+def default_cpus(duet: bool) -> list[int] | None:
+    """The CPUs a job pins to: the last allowed one (CPU 0 takes most interrupts), or the last two
+    for a duet. None where affinity cannot be set."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[-2:] if duet and len(allowed) >= 2 else allowed[-1:]
+
+
+# -- the processes ---------------------------------------------------------------------------------
+def round_file(workdir: Path, k: int, side: str) -> Path:
+    return workdir / f"round-{k:03d}-{side}.json"
+
+
+def complete(path: Path) -> bool:
+    """A side's file of an earlier, interrupted job that finished: kept on --resume."""
+    if not path.exists() or path.with_name(path.name + ".journal").exists():
+        return False
+    try:
+        read_results(path)
+    except RnnbenchError:
+        return False
+    return True
+
+
+def child_command(plan: Plan, k: int, side: str, entry: dict) -> list[str]:
+    cmd = [sys.executable, "-m", "rnnbench.cli", "run", str(plan.suite),
+           "--json", str(round_file(plan.workdir, k, side)), "--overwrite",
+           "--shuffle", str(entry["shuffle"][side])]
+    if k > 1:
+        # counts, bytes and memory are the same in every round: measured once, in the first
+        cmd += ["--bench", "speed"]
+    return cmd
+
+
+def child_env(plan: Plan, side: str) -> dict:
+    env = dict(os.environ)
+    extra = [str(plan.side_path(side))]
+    if env.get("PYTHONPATH"):
+        extra += [str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(extra)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(plan.threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start(plan: Plan, k: int, side: str, entry: dict) -> tuple[subprocess.Popen, Path]:
+    cpus = entry["cpus"].get(side)
+    log = round_file(plan.workdir, k, side).with_suffix(".log")
+
+    def pin():  # in the child before exec: torch's threads are born on these CPUs
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+
+    with open(log, "w", encoding="utf-8") as fh:
+        # the work folder as working directory: `python -m` puts it first on sys.path, and it
+        # holds no package that could shadow the side's code
+        proc = subprocess.Popen(child_command(plan, k, side, entry), cwd=plan.workdir,
+                                env=child_env(plan, side), stdout=subprocess.DEVNULL, stderr=fh,
+                                stdin=subprocess.DEVNULL, preexec_fn=pin if cpus else None)
+    return proc, log
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or [""])[-1]
+
+
+def wait(proc: subprocess.Popen, log: Path, k: int, side: str) -> None:
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()
+        raise
+    if code != 0:
+        raise RnnbenchError(f"round {k}, {side}: `rnnbench run` exited with {code}: "
+                            f"{_last_line(log) or 'no message'} (log: {log})")
+
+
+def run_rounds(plan: Plan, *, resume: bool, say=lambda text: None) -> dict[str, list[ResultFile]]:
+    """Every round of the plan; each side's result files, round by round."""
+    files: dict[str, list[ResultFile]] = {s: [] for s in SIDES}
+    started = time.monotonic()
+    for entry in plan.schedule:
+        k = entry["round"]
+        todo = [s for s in entry["order"]
+                if not (resume and complete(round_file(plan.workdir, k, s)))]
+        eta = ""
+        if k > 1:
+            per_round = (time.monotonic() - started) / (k - 1)
+            eta = f" (eta {_duration(per_round * (plan.rounds - k + 1))})"
+        if plan.duet and len(todo) == 2:
+            say(f"round {k}/{plan.rounds}: base and head at once "
+                f"(base on CPU {entry['cpus']['base']}, head on CPU {entry['cpus']['head']}){eta}")
+            procs = [(start(plan, k, s, entry), s) for s in todo]
+            for (proc, log), s in procs:
+                wait(proc, log, k, s)
+        else:
+            for s in todo:
+                say(f"round {k}/{plan.rounds}: {s}"
+                    + (f" (first of the round)" if s == entry["order"][0] else "") + eta)
+                proc, log = start(plan, k, s, entry)
+                wait(proc, log, k, s)
+                eta = ""
+        for s in SIDES:
+            files[s].append(read_results(round_file(plan.workdir, k, s)))
+    return files
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def check_sides(files: dict[str, list[ResultFile]], plan: Plan) -> list[str]:
+    """Each side ran the code it was meant to: notes for the report; an error when both sides ran
+    the very same files although different folders were given (the path did not take effect)."""
+    notes = []
+    src = {s: {f.provenance.get("source") for f in files[s]} - {None} for s in SIDES}
+    commits = {s: {f.provenance.get("commit") for f in files[s]} - {None} for s in SIDES}
+    for s in SIDES:
+        if len(commits[s]) > 1:
+            notes.append(f"{s}: its processes report {len(commits[s])} commits; did the folder "
+                         "change during the job?")
+    if plan.base.resolve() != plan.head.resolve():
+        if src["base"] and src["base"] == src["head"] and \
+                (plan.base / "rnnbench").is_dir() != (plan.head / "rnnbench").is_dir():
+            raise IncompatibleResultsError(
+                f"base and head both ran rnnbench from {next(iter(src['base']))}: the side that "
+                "holds an rnnbench/ folder did not take effect")
+    return notes
+
+
+# -- the verdicts ----------------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    key: str
+    cell: str
+    backend: str
+    metric: str
+    comparison: str            # exact, statistical, threshold, row
+    base: float | None = None  # median over rounds (statistical), the value (others)
+    head: float | None = None
+    ratio: float | None = None
+    low: float | None = None
+    high: float | None = None
+    rounds: int = 0
+    verdict: str = "same"      # slower faster same changed more less failed new missing unsure
+    regression: bool = False
+    p: float | None = None
+    note: str = ""
+    round_ratios: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Options:
+    threshold: float = 0.02          # a slowdown smaller than this is not worth failing a job
+    alpha: float = 0.05              # family-wise: over every judged case of the job
+    confidence: float = 0.95         # of the intervals shown
+    instructions_threshold: float = 0.002
+    gate_memory: bool = False        # peak RSS gates only when asked (metrics.py says why)
+    normalize: bool = True
+    time_stat: str = "median"
+
+
+def _value(row: Row, name: str, normalize: bool) -> float | None:
+    v = M.number(row.metrics.get(name))
+    if v is None:
+        return None
+    if normalize:
+        ref = M.number(row.metrics.get("reference_time_s_min" if name.endswith("_min")
+                                       else "reference_time_s"))
+        if ref is None or ref <= 0:
+            return None
+        v = v / ref
+    return v
+
+
+def _timed_metric(row: Row, stat: str) -> str:
+    name = f"time_s_{stat}"
+    return name if name in row.metrics else "time_s_median"
+
+
+def _by_key(files: list[ResultFile]) -> list[dict[str, Row]]:
+    return [{case_key(r): r for r in f.results} for f in files]
+
+
+def judge(files: dict[str, list[ResultFile]], opts: Options,
+          instructions: dict[str, dict[str, float]] | None = None) -> list[Verdict]:
+    """Every case's verdicts: paired times, exact counts, memory within its floor, instruction
+    counts; the slowdowns Holm-corrected together."""
+    rounds = {s: _by_key(files[s]) for s in SIDES}
+    first_b, first_h = rounds["base"][0], rounds["head"][0]
+    keys = list(dict.fromkeys(list(first_h) + list(first_b)))
+    out: list[Verdict] = []
+    for key in keys:
+        b, h = first_b.get(key), first_h.get(key)
+        row = h or b
+        make = lambda **kw: Verdict(key=key, cell=row.cell, backend=row.backend, **kw)  # noqa: E731
+        if b is None or h is None:
+            if (h or b).status == "ok":
+                out.append(make(metric="", comparison="row", verdict="new" if b is None else "missing"))
+            continue
+        if b.status != "ok" or h.status != "ok":
+            if b.status == "ok":
+                out.append(make(metric="", comparison="row", verdict="failed", regression=True,
+                                note=f"head {h.status}: {h.reason}"))
+            elif h.status == "ok":
+                out.append(make(metric="", comparison="row", verdict="new", note=f"base {b.status}"))
+            continue
+        if b.bench == "speed":
+            out.append(_paired_time(key, row, rounds, opts, make))
+        out += _fixed(b, h, opts, make)
+        if instructions and key in instructions.get("base", {}) and key in instructions.get("head", {}):
+            out.append(_instructions(instructions["base"][key], instructions["head"][key], opts, make))
+    _holm(out, opts)
+    return out
+
+
+def _paired_time(key: str, row: Row, rounds, opts: Options, make) -> Verdict:
+    name = _timed_metric(row, opts.time_stat)
+    pairs, vb, vh, failed = [], [], [], []
+    for k, (rb, rh) in enumerate(zip(rounds["base"], rounds["head"]), 1):
+        b, h = rb.get(key), rh.get(key)
+        if b is None or h is None or b.status != "ok" or h.status != "ok":
+            failed.append(k)
+            continue
+        xb, xh = _value(b, name, opts.normalize), _value(h, name, opts.normalize)
+        if xb is not None and xh is not None:
+            pairs.append((xb, xh))
+            vb.append(M.number(b.metrics.get(name)))
+            vh.append(M.number(h.metrics.get(name)))
+    v = make(metric=name + (" (normalised)" if opts.normalize else ""), comparison=M.STATISTICAL)
+    est = paired.estimate(pairs, threshold=opts.threshold, confidence=opts.confidence)
+    if est is None:
+        v.verdict, v.note = "unsure", "no round gave both sides a time"
+        return v
+    import statistics
+    v.base, v.head = statistics.median(vb), statistics.median(vh)
+    v.ratio, v.low, v.high, v.rounds = est.ratio, est.low, est.high, est.n
+    v.round_ratios = est.round_ratios
+    v._p_slower, v._p_faster = est.p_slower, est.p_faster  # judged in _holm, with every other case
+    if failed:
+        v.note = f"rounds {', '.join(map(str, failed))} failed on a side"
+    return v
+
+
+def _fixed(b: Row, h: Row, opts: Options, make) -> list[Verdict]:
+    """Metrics measured once per side: exact counts and memory."""
+    out = []
+    for name in list(b.metrics) + [n for n in h.metrics if n not in b.metrics]:
+        m = M.lookup(name)
+        if m is None or m.comparison not in (M.EXACT, M.THRESHOLD) or M.is_timed(name):
+            continue
+        xb, xh = M.number(b.metrics.get(name)), M.number(h.metrics.get(name))
+        if xb is None and xh is None:
+            continue
+        v = make(metric=name, comparison=m.comparison, base=xb, head=xh, rounds=1)
+        if xb is None or xh is None:
+            v.verdict = "new" if xb is None else "missing"
+        elif m.comparison == M.EXACT:
+            v.ratio = xh / xb if xb else None
+            if xb != xh:
+                v.verdict, v.regression = "changed", m.gates
+                v.note = f"{xh - xb:+,} (must match exactly)"
+        else:
+            v.ratio = xh / xb if xb else None
+            if m.within_floor(xb, xh):
+                v.note = "within the noise floor" if xb != xh else ""
+            else:
+                v.verdict = "more" if xh > xb else "less"
+                gates = opts.gate_memory if name == "peak_rss_bytes" else m.gates
+                v.regression = v.verdict == "more" and gates
+                v.note = f"{(xh / xb - 1) * 100:+.1f}%" if xb else ""
+                if v.verdict == "more" and not gates:
+                    v.note += " (does not gate; --gate-memory makes it)"
+        out.append(v)
+    return out
+
+
+def _instructions(nb: float, nh: float, opts: Options, make) -> Verdict:
+    v = make(metric="instructions", comparison="instructions", base=nb, head=nh, rounds=1,
+             ratio=nh / nb if nb else None)
+    if v.ratio is None:
+        return v
+    change = f"{(v.ratio - 1) * 100:+.2f}%"
+    if v.ratio > 1 + opts.instructions_threshold:
+        v.verdict, v.regression, v.note = "more", True, change
+    elif v.ratio < 1 / (1 + opts.instructions_threshold):
+        v.verdict, v.note = "less", change
+    else:
+        v.note = f"{change}, within {opts.instructions_threshold * 100:g}%"
+    return v
+
+
+def _holm(verdicts: list[Verdict], opts: Options) -> None:
+    """Slower and faster verdicts of the timed cases, the family-wise error held at alpha."""
+    timed = [v for v in verdicts if hasattr(v, "_p_slower")]
+    if not timed:
+        return
+    slower = paired.holm([v._p_slower for v in timed], opts.alpha)
+    faster = paired.holm([v._p_faster for v in timed], opts.alpha)
+    m = len(timed)
+    for v, s, f in zip(timed, slower, faster):
+        v.p = v._p_slower
+        change = f"{(v.ratio - 1) * 100:+.1f}%"
+        if s:
+            v.verdict, v.regression = "slower", True
+            v.note = _join(v.note, f"{change}, above +{opts.threshold * 100:g}% (p={v._p_slower:.2g}, "
+                                   f"Holm over {m})")
+        elif f:
+            v.verdict = "faster"
+            v.note = _join(v.note, f"{change} (p={v._p_faster:.2g}, Holm over {m})")
+        elif v.low > 1 + opts.threshold or v.high < 1 / (1 + opts.threshold):
+            v.note = _join(v.note, f"{change}, not significant after Holm over {m} cases")
+        del v._p_slower, v._p_faster
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def power_note(rounds: int, judged: int, alpha: float) -> str | None:
+    """Too few rounds can never reject at the corrected level: say so before the job runs."""
+    need = alpha / max(judged, 1)
+    if paired.min_p_value(rounds) > need:
+        import math
+        k = math.ceil(math.log2(1 / need))
+        return (f"{rounds} rounds cannot show a slowdown among {judged} timed cases at alpha "
+                f"{alpha:g} (the smallest p-value {rounds} rounds give is {paired.min_p_value(rounds):.2g}); "
+                f"use at least --rounds {k}")
+    return None
+
+
+def headline(verdicts: list[Verdict]) -> str:
+    regs = [v for v in verdicts if v.regression]
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    seen = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    lead = f"{len(regs)} regression{'s' if len(regs) != 1 else ''}" if regs else "no regression"
+    return f"{lead} ({len(verdicts)} comparisons: {seen or 'nothing compared'})"
+
+
+def to_json(plan: Plan, opts: Options, verdicts: list[Verdict], env: dict, prov: dict,
+            wall_s: float) -> str:
+    return json.dumps({
+        "schema": "rnnbench.ab/1", "env": env, "provenance": prov,
+        "plan": {"suite": str(plan.suite), "base": str(plan.base), "head": str(plan.head),
+                 "workdir": str(plan.workdir), "rounds": plan.rounds, "seed": plan.seed,
+                 "threads": plan.threads, "cpus": plan.cpus, "duet": plan.duet,
+                 "schedule": plan.schedule},
+        "options": asdict(opts), "wall_s": wall_s,
+        "regressions": sum(v.regression for v in verdicts),
+        "verdicts": [v.to_dict() for v in verdicts],
+    }, indent=1, default=str)
