@@ -31,6 +31,7 @@ from rnnbench.errors import IncompatibleResultsError, RnnbenchError
 from rnnbench.results import ResultFile, Row, case_key, read_results
 
 SIDES = ("base", "head")
+MODES = ("auto", "processes", "duet", "alternate")
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Plan:
     seed: int = 0
     threads: int = 1
     cpus: list[int] | None = None     # each process pinned to these (None: not pinned)
-    duet: bool = False                # both sides at once, each on its own CPU
+    mode: str = "processes"           # processes | duet | alternate (see choose_mode)
     normalize: bool = True            # divide each time by the case's own yardstick
     time_stat: str = "median"
     schedule: list[dict] = field(default_factory=list)
@@ -51,8 +52,25 @@ class Plan:
     def side_path(self, side: str) -> Path:
         return self.base if side == "base" else self.head
 
+    @property
+    def duet(self) -> bool:
+        return self.mode == "duet"
 
-def make_schedule(rounds: int, seed: int, cpus: list[int] | None, duet: bool) -> list[dict]:
+
+def choose_mode(mode: str, base: Path, head: Path, cases) -> str:
+    """auto: alternate in one process when the sides can share it (neither holds an rnnbench/ of
+    its own and every timed case is a user cell), else a fresh process per side and round."""
+    shareable = not (base / "rnnbench").is_dir() and not (head / "rnnbench").is_dir() and all(
+        ":" in c.cell for c in cases if c.bench == "speed")
+    if mode == "auto":
+        return "alternate" if shareable else "processes"
+    if mode == "alternate" and not shareable:
+        raise RnnbenchError("--mode alternate needs sides that differ only in user cell modules "
+                            "(no rnnbench/ folder in either, every timed case a module:Class cell)")
+    return mode
+
+
+def make_schedule(rounds: int, seed: int, cpus: list[int] | None, duet: bool = False) -> list[dict]:
     """Per round: the order of the sides, each process's case-shuffle seed and CPUs. Drawn from
     one seed, so a job can be repeated exactly, and recorded in the result."""
     rng = random.Random(seed)
@@ -156,6 +174,26 @@ def wait(proc: subprocess.Popen, log: Path, k: int, side: str) -> None:
                             f"{_last_line(log) or 'no message'} (log: {log})")
 
 
+def _alternate(plan: Plan, k: int, entry: dict) -> None:
+    """One process times both sides' cells in turn (rnnbench/ab_alternate.py)."""
+    cpus = entry["cpus"].get("head")
+    log = plan.workdir / f"round-{k:03d}.log"
+    cmd = [sys.executable, "-m", "rnnbench.ab_alternate", str(plan.suite), str(plan.base),
+           str(plan.head), str(round_file(plan.workdir, k, "base")),
+           str(round_file(plan.workdir, k, "head")), str(entry["shuffle"]["head"])]
+    env = child_env(plan, "head")
+    env["PYTHONPATH"] = os.pathsep.join(env["PYTHONPATH"].split(os.pathsep)[1:])  # sides: by the child
+
+    def pin():
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(cmd, cwd=plan.workdir, env=env, stdout=subprocess.DEVNULL,
+                                stderr=fh, stdin=subprocess.DEVNULL, preexec_fn=pin if cpus else None)
+    wait(proc, log, k, "base and head")
+
+
 def run_rounds(plan: Plan, *, resume: bool, say=lambda text: None) -> dict[str, list[ResultFile]]:
     """Every round of the plan; each side's result files, round by round."""
     files: dict[str, list[ResultFile]] = {s: [] for s in SIDES}
@@ -168,7 +206,10 @@ def run_rounds(plan: Plan, *, resume: bool, say=lambda text: None) -> dict[str, 
         if k > 1:
             per_round = (time.monotonic() - started) / (k - 1)
             eta = f" (eta {_duration(per_round * (plan.rounds - k + 1))})"
-        if plan.duet and len(todo) == 2:
+        if plan.mode == "alternate" and todo:
+            say(f"round {k}/{plan.rounds}: base and head in one process, sample by sample{eta}")
+            _alternate(plan, k, entry)
+        elif plan.duet and len(todo) == 2:
             say(f"round {k}/{plan.rounds}: base and head at once "
                 f"(base on CPU {entry['cpus']['base']}, head on CPU {entry['cpus']['head']}){eta}")
             procs = [(start(plan, k, s, entry), s) for s in todo]
@@ -184,6 +225,21 @@ def run_rounds(plan: Plan, *, resume: bool, say=lambda text: None) -> dict[str, 
         for s in SIDES:
             files[s].append(read_results(round_file(plan.workdir, k, s)))
     return files
+
+
+def count_sides(plan: Plan, cases, say=lambda text: None) -> dict[str, dict[str, float]]:
+    """Instructions per call of every CPU speed case, for each side. A count does not depend on
+    what else the machine does, so the two sides run at once and one count each is enough."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rnnbench.bench import instructions
+
+    instructions.require()
+    say(f"instructions: {len(cases)} cases per side under valgrind, both sides at once")
+    with ThreadPoolExecutor(2) as pool:
+        jobs = {s: pool.submit(instructions.count, cases, path_first=plan.side_path(s),
+                               workdir=plan.workdir / f"callgrind-{s}") for s in SIDES}
+        return {s: job.result() for s, job in jobs.items()}
 
 
 def _duration(seconds: float) -> str:
@@ -430,7 +486,7 @@ def to_json(plan: Plan, opts: Options, verdicts: list[Verdict], env: dict, prov:
         "schema": "rnnbench.ab/1", "env": env, "provenance": prov,
         "plan": {"suite": str(plan.suite), "base": str(plan.base), "head": str(plan.head),
                  "workdir": str(plan.workdir), "rounds": plan.rounds, "seed": plan.seed,
-                 "threads": plan.threads, "cpus": plan.cpus, "duet": plan.duet,
+                 "threads": plan.threads, "cpus": plan.cpus, "mode": plan.mode,
                  "schedule": plan.schedule},
         "options": asdict(opts), "wall_s": wall_s,
         "regressions": sum(v.regression for v in verdicts),

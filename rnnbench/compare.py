@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from rnnbench import metrics as M
 from rnnbench.errors import IncompatibleResultsError, RnnbenchError
 from rnnbench.results import ResultFile, Row, case_key, fmt_count, fmt_si, fmt_time, to_markdown
 
@@ -25,19 +26,22 @@ VERDICTS = ("slower", "faster", "same", "changed", "more", "less", "failed", "ne
 
 # -- what a metric is ------------------------------------------------------------------------------
 def metric_kind(name: str) -> str | None:
-    """'time', 'exact', 'peak', or None for metrics that are not judged on their own (dispersion,
-    sample lists, throughput derived from the time, the reference)."""
-    if name.endswith("time_s_median"):
-        return "time"
-    if name == "params" or name.endswith("saved_bytes") or name.startswith("param_bytes"):
+    """'time', 'exact', 'peak', 'instructions', or None for metrics that are not judged on their
+    own (dispersion, sample lists, throughput derived from the time, the reference): what
+    rnnbench/metrics.py declares, in the shape the verdicts below take."""
+    m = M.lookup(name)
+    if m is None or m.comparison == M.INFO:
+        return None
+    if m.comparison == M.STATISTICAL:
+        # one time per row is judged: its median (--time-stat min swaps it for the minimum)
+        return "time" if m.statistic == "median" and name.startswith("time_s") else None
+    if m.comparison == M.EXACT:
         return "exact"
-    if name.startswith("peak_") and name.endswith("_bytes"):
-        return "peak"
-    return None
+    return "instructions" if name == "instructions" else "peak"
 
 
 def _samples_key(name: str) -> str:
-    return name.replace("time_s_median", "samples_s")
+    return M.samples_key(name) or name
 
 
 def _fmt(kind: str, name: str, v) -> str:
@@ -47,6 +51,8 @@ def _fmt(kind: str, name: str, v) -> str:
         return fmt_time(v)
     if kind == "exact":
         return fmt_count(v) + (" B" if name.endswith("bytes") else "")
+    if kind == "instructions":
+        return fmt_si(v)
     return fmt_si(v, "B")
 
 
@@ -156,7 +162,8 @@ def _interval(metrics: dict, name: str, scale: float) -> tuple[float, float] | N
 class Options:
     threshold: float = 0.05          # relative: a time must be this much slower to count
     min_time: float = 1e-6           # seconds, raw: shorter current times are never regressions
-    memory_threshold: float = 0.10   # relative, for peak memory
+    memory_threshold: float = 0.10   # relative, for peak memory, beyond its noise floor
+    gate_memory: bool = False        # peak RSS gates only when asked (rnnbench/metrics.py)
     alpha: float = 0.05              # significance level of the one-sided test
     normalize: bool = False          # divide every time by its file's (or row's) reference
     time_fail_ratio: float | None = None  # report slower times, fail only beyond this ratio
@@ -204,6 +211,8 @@ class Report:
     # set when the files share no machine and rows were joined on their case alone: the command
     # prints it on stderr, because every verdict then compares two machines
     join_note: str | None = None
+    # set when both files timed each case in one process: what such verdicts cannot tell
+    caveat: str | None = None
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -443,21 +452,44 @@ def _significant(name: str, b: Row, cur: Row, scale_b: float, scale_c: float, sl
 
 def _judge_exact(c: Comparison) -> None:
     if c.base != c.current:
-        c.verdict, c.regression = "changed", True
-        c.note = f"{c.current - c.base:+,} (must match exactly; update the baseline if intended)"
+        gates = M.lookup(c.metric).gates
+        c.verdict, c.regression = "changed", gates
+        c.note = f"{c.current - c.base:+,} " + (
+            "(must match exactly; update the baseline if intended)" if gates else "(does not gate)")
 
 
 def _judge_peak(c: Comparison, opts: Options, b_dev: str, c_dev: str) -> None:
     if b_dev.split(":")[0] != c_dev.split(":")[0]:
         c.verdict, c.note = "skipped", f"peak memory on {b_dev} and {c_dev}"
         return
+    m = M.lookup(c.metric)
+    if m.within_floor(c.base, c.current):
+        # pages and allocator arenas move an RSS by this much on unchanged code
+        if c.base != c.current:
+            c.note = f"within the noise floor (max({fmt_si(m.floor_abs, 'B')}, {m.floor_rel:.0%}))"
+        return
     if c.ratio is None:
         return
+    gates = opts.gate_memory if c.metric == "peak_rss_bytes" else m.gates
     if c.ratio > 1 + opts.memory_threshold:
-        c.verdict, c.regression = "more", True
-        c.note = f"{(c.ratio - 1) * 100:+.1f}%"
+        c.verdict, c.regression = "more", gates
+        c.note = f"{(c.ratio - 1) * 100:+.1f}%" + ("" if gates else " (does not gate; --gate-memory)")
     elif c.ratio < 1 / (1 + opts.memory_threshold):
         c.verdict, c.note = "less", f"{(c.ratio - 1) * 100:+.1f}%"
+
+
+def _judge_instructions(c: Comparison) -> None:
+    """Counts are deterministic: beyond the declared floor any growth is the code's."""
+    if c.ratio is None:
+        return
+    m = M.lookup(c.metric)
+    change = f"{(c.ratio - 1) * 100:+.2f}%"
+    if m.within_floor(c.base, c.current):
+        c.note = f"{change}, within {m.floor_rel:.1%}" if c.base != c.current else ""
+    elif c.current > c.base:
+        c.verdict, c.regression, c.note = "more", m.gates, change
+    else:
+        c.verdict, c.note = "less", change
 
 
 def _number(v) -> float | None:
@@ -505,6 +537,8 @@ def compare_rows(b: Row, cur: Row, base: ResultFile, current: ResultFile, opts: 
             c.ratio = vc / vb if vb else (1.0 if vc == vb else math.inf)
             if kind == "exact":
                 _judge_exact(c)
+            elif kind == "instructions":
+                _judge_instructions(c)
             else:
                 # peak memory depends on the device kind's allocator, not on the CPU or GPU model
                 _judge_peak(c, opts, b.device, cur.device)
@@ -542,7 +576,19 @@ def compare_files(base: ResultFile, current: ResultFile, opts: Options | None = 
                 comparisons.append(Comparison(shown, cur.cell, cur.backend, "", "row", verdict="new"))
         else:
             comparisons += compare_rows(b, cur, base, current, opts, names, shown)
-    return Report(comparisons, opts, names[0], names[1], notes, join_note)
+    report = Report(comparisons, opts, names[0], names[1], notes, join_note)
+    if any(c.kind == "time" for c in comparisons) and not any(
+            isinstance(rf.env.get("rounds"), int) and rf.env["rounds"] > 1 for rf in (base, current)):
+        report.caveat = SINGLE_PROCESS_NOTE
+    return report
+
+
+# a process can sit in a slow state for its whole life, so samples from one process per side say
+# nothing about the spread between processes, which is where machine drift shows
+SINGLE_PROCESS_NOTE = (
+    "each file's times come from one process measured at its own time: a verdict on them cannot "
+    "tell machine drift from a change of the code; `rnnbench ab` measures both versions "
+    "interleaved on one machine and judges paired rounds")
 
 
 # -- summary ---------------------------------------------------------------------------------------
@@ -614,7 +660,7 @@ def report_markdown(report: Report, *, title: str = "rnnbench compare",
         lines += ["<details><summary>All comparisons</summary>", "",
                   to_markdown(cols, [c.cells() for c in shown]), "</details>", ""]
     lines += [f"_{thresholds_line(report.options)}_", ""]
-    lines += [f"- {n}" for n in report.notes + ([report.join_note] if report.join_note else [])]
+    lines += [f"- {n}" for n in report.notes + [x for x in (report.join_note, report.caveat) if x]]
     return "\n".join(lines).rstrip() + "\n"
 
 

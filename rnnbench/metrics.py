@@ -61,8 +61,9 @@ _DECLARED = [
     Metric("tokens_per_s", "throughput", "tokens/s", "higher", INFO, pool="samples"),
     Metric("flop_per_s", "matrix-product rate", "FLOP/s", "higher", INFO, pool="samples"),
     Metric("flops", "matrix-product FLOPs per call", "FLOP", "lower", EXACT, gates=False),
+    # callgrind counts repeat to well under 0.1% (rnnbench/bench/instructions.py): 0.2% is growth
     Metric("instructions", "instructions per call", "instr", "lower", THRESHOLD,
-           floor_rel=0.001, gates=True),
+           floor_rel=0.002, gates=True),
     Metric("compile_time_s", "compile time", "s", "lower", INFO),
     Metric("reference_time_s", "yardstick (512³ matmul)", "s", "lower", INFO, pool="median"),
     Metric("reference_time_s_min", "yardstick, fastest", "s", "lower", INFO, pool="min"),

@@ -122,12 +122,22 @@ def _check_contract(name: str, cls: type) -> None:
                                f"{[tuple(s.shape) for s in new]}")
 
 
-@functools.lru_cache(maxsize=None)
-def user_spec(name: str):
-    """The CellSpec of a user cell, checked against the contract once per process."""
+def user_class(name: str) -> type:
+    """The user's class itself, imported from the current sys.path."""
+    return _import_class(name)
+
+
+def spec_for_class(name: str, user_cls: type):
+    """A CellSpec around ``user_cls``, checked against the contract."""
     from rnnbench.cells.registry import CellSpec
 
-    cls = _adapter(name, _import_class(name))
+    cls = _adapter(name, user_cls)
     _check_contract(name, cls)
     return CellSpec(name, "baseline", "paper", cls,
                     equations=f"{name}: the user's step, forward(x_t, state) -> state")
+
+
+@functools.lru_cache(maxsize=None)
+def user_spec(name: str):
+    """The CellSpec of a user cell, imported and checked once per process."""
+    return spec_for_class(name, _import_class(name))

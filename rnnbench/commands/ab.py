@@ -36,8 +36,11 @@ def ab(
     threads: int = typer.Option(1, "--threads", help="torch threads in each process"),
     pin: str = typer.Option("auto", "--pin", help="CPUs each process is pinned to: auto (the last "
                             "one; the last two with --duet), none, or a comma list"),
-    duet: bool = typer.Option(False, "--duet", help="run base and head at the same time, each on "
-                              "its own CPU (half the wall time; the CPUs swap at random)"),
+    mode: str = typer.Option("auto", "--mode", help="processes (a fresh process per side and "
+                             "round), duet (both sides at once, each on its own CPU, which swap at "
+                             "random), alternate (both cells in one process, sampled in turn; "
+                             "sides that differ only in user cell modules), auto (alternate where "
+                             "it can, else processes)"),
     normalize: bool = typer.Option(True, "--normalize/--raw", help="divide each time by its case's "
                                    "own yardstick (a fixed matmul timed around it)"),
     time_stat: str = typer.Option("median", "--time-stat", help="median or min of each process"),
@@ -66,26 +69,37 @@ def ab(
                                                           "--instructions-threshold"),
                      gate_memory=gate_memory, normalize=normalize, time_stat=time_stat)
     _check_settings(rounds, alpha, threads, time_stat, opts)
-    plan = _plan(suite, base, head, rounds, seed, threads, pin, duet, workdir, json, normalize,
-                 time_stat, resume)
+    if mode not in A.MODES:
+        raise RnnbenchError(f"--mode must be one of {', '.join(A.MODES)}, got {mode!r}")
+    for name, p in (("--base", base), ("--head", head)):
+        if not p.is_dir():
+            raise RnnbenchError(f"{name} {p}: not a folder")
+    if not suite.is_file():
+        raise RnnbenchError(f"no such suite file: {suite}")
+    cases = _suite_cases(suite, head.resolve())
+    mode = A.choose_mode(mode, base, head, cases)
+    if mode == "alternate":
+        opts.normalize = False  # the sides share each moment of the process: nothing to cancel
     outputs = [p for p in (json, csv, markdown) if p is not None]
     _check_outputs(outputs, [suite], overwrite)
-    cases = _suite_cases(suite, plan.head)
+    plan = _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json,
+                 opts.normalize, time_stat, resume)
     say = (lambda text: None) if quiet else note
     timed = sum(c.bench == "speed" for c in cases)
     warn = A.power_note(rounds, timed, alpha)
     if warn:
         raise RnnbenchError(warn)
-    say(f"ab: {len(cases)} cases ({timed} timed) x {rounds} rounds x 2 sides, seed {plan.seed}, "
-        f"{'duet on CPUs ' if duet else 'pinned to CPU '}{plan.cpus or 'none'}, {threads} thread(s); "
-        f"files in {plan.workdir}")
+    say(f"ab: {len(cases)} cases ({timed} timed) x {rounds} rounds, mode {mode}, seed {plan.seed}, "
+        f"CPU {plan.cpus or 'not pinned'}, {threads} thread(s); files in {plan.workdir}")
+    if instructions:
+        from rnnbench.bench.instructions import require
+        require()
     t0 = time.monotonic()
     files = A.run_rounds(plan, resume=resume, say=say)
     notes = A.check_sides(files, plan)
     counts = None
     if instructions:
-        from rnnbench.bench.instructions import count_sides
-        counts = count_sides(plan, [c for c in cases if c.bench == "speed"], say=say)
+        counts = A.count_sides(plan, [c for c in cases if c.bench == "speed"], say=say)
     verdicts = A.judge(files, opts, counts)
     wall = time.monotonic() - t0
     _print(verdicts, plan, opts, notes, wall)
@@ -109,18 +123,14 @@ def _check_settings(rounds, alpha, threads, time_stat, opts) -> None:
             raise RnnbenchError(f"{name} must be a finite percentage >= 0, got {v}")
 
 
-def _plan(suite, base, head, rounds, seed, threads, pin, duet, workdir, json, normalize,
+def _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json, normalize,
           time_stat, resume):
     import os
     import random
 
     from rnnbench import ab as A
 
-    for name, p in (("--base", base), ("--head", head)):
-        if not p.is_dir():
-            raise RnnbenchError(f"{name} {p}: not a folder")
-    if not suite.is_file():
-        raise RnnbenchError(f"no such suite file: {suite}")
+    duet = mode == "duet"
     cpus = _parse_pin(pin, duet)
     if duet and (not cpus or len(cpus) < 2):
         raise RnnbenchError("--duet needs two CPUs to pin the sides to (--pin with two or more)")
@@ -136,7 +146,7 @@ def _plan(suite, base, head, rounds, seed, threads, pin, duet, workdir, json, no
         seed = _recorded_seed(workdir) if resume else random.SystemRandom().randrange(2 ** 31)
     plan = A.Plan(suite=suite.resolve(), base=base.resolve(), head=head.resolve(),
                   workdir=workdir.resolve(), rounds=rounds, seed=seed, threads=threads, cpus=cpus,
-                  duet=duet, normalize=normalize, time_stat=time_stat)
+                  mode=mode, normalize=normalize, time_stat=time_stat)
     plan.schedule = A.make_schedule(rounds, seed, cpus, duet)
     (workdir / "plan.json").write_text(
         __import__("json").dumps({"seed": seed, "rounds": rounds, "schedule": plan.schedule},
@@ -286,8 +296,8 @@ def _markdown(plan, opts, verdicts, env, prov, wall) -> str:
              f"python {env.get('python')}",
              f"- base: `{plan.base}` ({(sides['base']['commit'] or 'no commit')[:12]}); head: "
              f"`{plan.head}` ({(sides['head']['commit'] or 'no commit')[:12]})",
-             f"- {plan.rounds} rounds, seed {plan.seed}, {plan.threads} thread(s), "
-             f"{'duet on' if plan.duet else 'pinned to'} CPU {plan.cpus or 'none'}; "
+             f"- {plan.rounds} rounds ({plan.mode}), seed {plan.seed}, {plan.threads} thread(s), "
+             f"CPU {plan.cpus or 'not pinned'}; "
              f"{wall:.0f} s; {prov.get('time')}",
              f"- {_meaning(plan, opts)}", ""]
     if regs:

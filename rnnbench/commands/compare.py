@@ -32,6 +32,8 @@ def compare(
     memory_threshold: str = typer.Option("10%", "--memory-threshold",
                                          help="peak memory must grow this much to be a regression"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the Mann-Whitney U test"),
+    gate_memory: bool = typer.Option(False, "--gate-memory", help="peak RSS beyond its noise floor "
+                                     "and --memory-threshold is a regression too"),
     normalize: bool = typer.Option(False, "--normalize",
                                    help="divide each time by the reference measured in the same run, "
                                         "so files from different machines compare as ratios"),
@@ -51,7 +53,7 @@ def compare(
         threshold=cmp.parse_percent(threshold, "--threshold"),
         min_time=cmp.parse_duration(min_time, "--min-time"),
         memory_threshold=cmp.parse_percent(memory_threshold, "--memory-threshold"),
-        alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio,
+        alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio, gate_memory=gate_memory,
         time_stat=parse_one(time_stat, "--time-stat", ("median", "min")))
     if not 0 < alpha < 1:
         raise RnnbenchError(f"--alpha must be between 0 and 1, got {alpha}")
@@ -82,6 +84,8 @@ def compare(
         out.print(st)
     for line in report.notes:
         out.print(f"note: {line}", highlight=False, markup=False)
+    if report.caveat:
+        note(f"note: {report.caveat}")
     out.print(cmp.thresholds_line(opts), highlight=False, markup=False)
     out.print(cmp.headline(report), style="bold red" if report.regressions else "bold green",
               highlight=False, markup=False)

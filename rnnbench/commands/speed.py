@@ -53,6 +53,8 @@ def speed(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON (raw samples)"),
     markdown: Optional[Path] = opts.MARKDOWN,
+    instructions: bool = typer.Option(False, "--instructions", help="also count each CPU case's "
+                                      "instructions per call under valgrind (deterministic, slow)"),
 ):
     """Time forward, forward+backward (a training step) or backward, with median, IQR and
     throughput; each variant against its baseline, each backend against eager."""
@@ -78,16 +80,34 @@ def speed(
             if ref := measure_reference(str(dev), threads):
                 env["reference"] = ref
         writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
-        rows = measure_cases(cases, lambda case: measure(case, speed=settings), writer,
-                             lambda row: fmt_time(row.metrics.get("time_s_median")))
+        counts = _count_instructions(cases) if instructions else {}
+        rows = measure_cases(cases, lambda case: _with_count(measure(case, speed=settings), counts),
+                             writer, lambda row: fmt_time(row.metrics.get("time_s_median")))
         columns, cells = speed_table(rows)
         finish_outputs(rows, columns, cells, markdown)
 
 
+def _count_instructions(cases) -> dict[str, float]:
+    """Counted before any timing, in one valgrind process (torch imports once, slowly)."""
+    from rnnbench.bench import instructions
+    instructions.require()
+    err.print(f"counting instructions of {len(cases)} cases under valgrind (about 20 s to start, "
+              "then each case about 50x its normal time)", highlight=False, markup=False)
+    return instructions.count(cases)
+
+
+def _with_count(row: Row, counts: dict[str, float]) -> Row:
+    if row.status == "ok" and row.key in counts:
+        row.metrics["instructions"] = counts[row.key]
+    return row
+
+
 def speed_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     vs_eager = several_backends(rows)
+    counted = any("instructions" in r.metrics for r in rows)
     columns = ["cell", "backend", "mode", "dtype", "median", "IQR", "min", "samples", "tokens/s",
-               "FLOP/s", "vs baseline"] + (["vs eager"] if vs_eager else []) + ["note"]
+               "FLOP/s", "vs baseline"] + (["vs eager"] if vs_eager else []) + \
+        (["instr/call"] if counted else []) + ["note"]
     table = new_table("Time per call (median of samples; IQR = q75 − q25)", rows, columns)
     times = Ratios(rows, "time_s_median")
     cells = []
@@ -104,6 +124,7 @@ def speed_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
                 fmt_si(m.get("tokens_per_s")), fmt_si(m.get("flop_per_s"), "FLOP/s"),
                 times.vs_baseline(r)]
         line += [times.vs_eager(r)] if vs_eager else []
+        line += [fmt_si(m.get("instructions"))] if counted else []
         line += [note]
         noisy = any(w.startswith("noisy") or "noisy:" in w for w in r.warnings)
         table.add_row(*line, style=row_style(r, warn=noisy))
