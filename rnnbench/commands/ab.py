@@ -82,18 +82,18 @@ def ab(
         opts.normalize = False  # the sides share each moment of the process: nothing to cancel
     outputs = [p for p in (json, csv, markdown) if p is not None]
     _check_outputs(outputs, [suite], overwrite)
-    plan = _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json,
-                 opts.normalize, time_stat, resume)
-    say = (lambda text: None) if quiet else note
+    if instructions:
+        from rnnbench.bench.instructions import require
+        require()
     timed = sum(c.bench == "speed" for c in cases)
     warn = A.power_note(rounds, timed, alpha)
     if warn:
         raise RnnbenchError(warn)
+    plan = _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json,
+                 opts.normalize, time_stat, resume)
+    say = (lambda text: None) if quiet else note
     say(f"ab: {len(cases)} cases ({timed} timed) x {rounds} rounds, mode {mode}, seed {plan.seed}, "
         f"CPU {plan.cpus or 'not pinned'}, {threads} thread(s); files in {plan.workdir}")
-    if instructions:
-        from rnnbench.bench.instructions import require
-        require()
     t0 = time.monotonic()
     files = A.run_rounds(plan, resume=resume, say=say)
     notes = A.check_sides(files, plan)
