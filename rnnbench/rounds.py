@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
+from rnnbench import metrics as M
 from rnnbench.bench.timing import TimingStats, difference
 from rnnbench.results import Row
 
@@ -46,7 +47,7 @@ def _pool_case(rows: list[tuple[int, Row]]) -> Row:
                                                          "samples_s_fwd_bwd"):
         metrics = dict(first.metrics)
         for name in metrics:
-            if name.startswith("peak_"):
+            if _pooling(name) == "max":  # peaks: the largest any round saw
                 vals = [r.metrics.get(name) for _, r in rows if isinstance(r.metrics.get(name), (int, float))]
                 metrics[name] = max(vals) if vals else metrics[name]
         metrics["rounds"] = len(rows)
@@ -85,12 +86,11 @@ def _pool_speed(indexed: list[tuple[int, Row]]) -> Row:
     metrics["tokens_per_s"] = tokens / median if positive and tokens else None
     if isinstance(metrics.get("flops"), (int, float)):
         metrics["flop_per_s"] = metrics["flops"] / median if positive else None
-    combine = {"host_drift": max, "reference_time_s": statistics.median,
-               "reference_time_s_min": min, "busy_retries": sum}
-    # the machine-watch shares of every measurement in the row (a bwd row has two)
-    combine.update({k: max for k in first.metrics if k.startswith(("others_cpu_frac", "steal_cpu_frac"))})
-    for name, how in combine.items():
-        vals = _numbers(rows, name)
+    # everything else the rows measured, pooled as rnnbench/metrics.py declares (the machine-watch
+    # shares of a bwd row's two measurements carry a suffix and pool like their family)
+    for name in first.metrics:
+        how = _POOL.get(_pooling(name))
+        vals = _numbers(rows, name) if how else []
         if vals:
             metrics[name] = how(vals)
     metrics["rounds"] = len(rows)
@@ -101,6 +101,14 @@ def _pool_speed(indexed: list[tuple[int, Row]]) -> Row:
     for i, r in indexed:
         warnings += [f"round {i}: {w}" for w in r.warnings if "busy:" in w or w.startswith("drift:")]
     return _with(first, metrics=metrics, warnings=warnings)
+
+
+_POOL = {"max": max, "min": min, "median": statistics.median, "sum": sum}
+
+
+def _pooling(name: str) -> str | None:
+    m = M.lookup(name) or M.lookup(name.rsplit("_fwd_", 1)[0])
+    return m.pool if m else None
 
 
 def _with(row: Row, **changes) -> Row:

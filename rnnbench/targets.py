@@ -8,6 +8,8 @@ eyeballing a table::
     where = { cell = "gru", variant = "irc", backend = "fused" }   # the speed rows it judges
     than = { backend = "eager" }         # the reference: the same case with these fields changed
     speedup = 1.5                        # time(reference) / time(row) >= 1.5
+                                         # (for a metric where higher is better, such as
+                                         # flop_per_s: value(row) / value(reference))
 
     [[target]]
     name = "eager GRU forward within 1.5x of torch.nn.GRU"
@@ -35,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from rnnbench import metrics as M
 from rnnbench.errors import ConfigError
 from rnnbench.results import CASE_FIELDS, Row
 
@@ -155,10 +158,14 @@ def parse_targets(raw, path) -> list[Target]:
         if len(kinds) != 1:
             raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)}")
         metric = t.get("metric", "time_s_median")
-        if not isinstance(metric, str) or not (metric.startswith("time_s") and metric.endswith("_median")):
-            raise ConfigError(f"{where}: metric must be a median time such as time_s_median or "
-                              f"time_s_fwd_bwd_median, got {metric!r}")
+        declared = M.lookup(metric) if isinstance(metric, str) else None
+        if declared is None or declared.better not in ("lower", "higher"):
+            raise ConfigError(f"{where}: metric must be a measured metric with a better direction "
+                              "(rnnbench/metrics.py), such as time_s_median, time_s_fwd_bwd_median "
+                              f"or flop_per_s, got {metric!r}")
         kind = kinds[0]
+        if kind == "max_time_per_step_s" and declared.unit != "s":
+            raise ConfigError(f"{where}: max_time_per_step_s needs a time metric, got {metric!r}")
         bound = _positive(t[kind], where, kind)
         relative = kind != "max_time_per_step_s"
         if relative and "than" not in t:
@@ -222,11 +229,13 @@ def _check(t: Target, r: Row, by_key: dict[str, Row]) -> Check:
             f"the reference row has no {t.metric}"
         return c
     c.busy = c.busy or _busy(ref)
+    # "faster" is the metric's better direction: less time, or more FLOP/s and tokens/s
+    better_ratio = ref_value / value if M.lookup(t.metric).better == "lower" else value / ref_value
     if t.speedup is not None:
-        c.measured = ref_value / value
+        c.measured = better_ratio
         c.verdict = "pass" if c.measured >= t.speedup else "miss"
     else:
-        c.measured = value / ref_value
+        c.measured = 1 / better_ratio
         c.verdict = "pass" if c.measured <= t.max_slowdown else "miss"
     return c
 

@@ -221,7 +221,7 @@ def test_per_layer_hidden_sizes_can_be_selected():
                seq_len=4, input_size=8, hidden_size=[8, 16], layers=2,
                metrics={"time_s_median": 0.4})
     assert [c.verdict for c in evaluate(t, [deep, _row("eager", 0.4)])] == ["pass"]
-    with pytest.raises(ConfigError, match="metric must be a median time"):
+    with pytest.raises(ConfigError, match="metric must be a measured metric"):
         parse_targets([{"name": "x", "where": {}, "max_time_per_step_s": 1, "metric": "time_s_medain"}],
                       "s.toml")
 
@@ -230,3 +230,18 @@ def test_a_reference_the_suite_never_measures_is_noted():
     text = SUITE.replace('than = { backend = "eager" }', 'than = { backend = "compile" }')
     s = parse_suite(__import__("tomllib").loads(text), "t.toml")
     assert any("'fused 1.5x': no reference case in the suite" in n for n in s.notes)
+
+
+def test_a_rate_target_reads_its_direction_from_the_metric_registry():
+    """flop_per_s is better higher: speedup 0.8 asks for at least 0.8x the reference's rate."""
+    def row(backend, rate):
+        return Row(bench="speed", cell="lstm", variant="irc", form="paper", backend=backend,
+                   mode="fwd", dtype="float32", device="cpu", batch=32, seq_len=128,
+                   input_size=256, hidden_size=[256], layers=1,
+                   metrics={"flop_per_s": rate, "time_s_median": 1.0})
+    (t,) = parse_targets([{"name": "rate", "where": {"backend": "fused"},
+                           "than": {"backend": "eager"}, "speedup": 0.8, "metric": "flop_per_s"}],
+                         "s.toml")
+    for rate, verdict in ((85.0, "pass"), (75.0, "miss")):
+        (c,) = evaluate([t], [row("fused", rate), row("eager", 100.0)])
+        assert c.verdict == verdict and c.measured == pytest.approx(rate / 100)
