@@ -35,9 +35,10 @@ SIDES = ("base", "head")
 
 def _forget(dirs: list[Path]) -> None:
     """Drop the modules imported from the side folders, so the next import reads the other's."""
+    real = [d.resolve() for d in dirs]
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
-        if f and any(Path(f).resolve().is_relative_to(d) for d in dirs):
+        if f and any(Path(f).resolve().is_relative_to(d) for d in real):
             del sys.modules[name]
 
 
@@ -113,7 +114,8 @@ def main(argv: list[str]) -> int:
     from rnnbench.suite import parse_suite, read_toml
 
     suite, base_dir, head_dir, base_json, head_json, seed = argv
-    dirs = {"base": Path(base_dir).resolve(), "head": Path(head_dir).resolve()}
+    # as given, not resolved: the two sides' links are paths of one length (ab.Plan.side_path)
+    dirs = {"base": Path(base_dir).absolute(), "head": Path(head_dir).absolute()}
     rng = random.Random(int(seed))
     sys.path.insert(0, str(dirs["head"]))  # the suite names the cells; they import as the head's
     s = parse_suite(read_toml(suite), suite)

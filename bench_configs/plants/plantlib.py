@@ -1,5 +1,6 @@
 """Planted slowdowns for checking `rnnbench ab` itself: a user cell whose step does K equal
-recurrent matrix products. Against K = 20, K = 21 is about 5% more work and K = 22 about 10%.
+recurrent matrix products. Against K = 20, K = 21 is about 5% more work and K = 22 about 10%;
+against K = 200, K = 201 is 0.5% (for instruction counts, with plant_small.toml).
 
 Each side folder (k20, k21, k22) holds a two-line plantcell.py naming its K; this folder goes on
 PYTHONPATH after the side's, so both sides share this code:

@@ -1,0 +1,4 @@
+# the planted cell with 201 recurrent products a step (../plantlib.py)
+from plantlib import plant_cell
+
+Plant = plant_cell(products=201)
