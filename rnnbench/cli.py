@@ -19,6 +19,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="show the traceback behind an "
+                                        "error (also RNNBENCH_DEBUG=1)")) -> None:
+    if debug:
+        import os
+        os.environ["RNNBENCH_DEBUG"] = "1"
+
+
 def _load_commands() -> None:
     import rnnbench.commands as pkg
 

@@ -184,3 +184,29 @@ def locked(paths: Sequence[Path | None]):
     finally:
         for p in reversed(taken):
             release(p)
+
+
+def hold_locks(paths: Sequence[Path | None]) -> None:
+    """Lock these outputs until the running command ends (click closes the resource when its
+    context does); outside a command (a direct call in a test) the writers' own locks suffice."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and any(p is not None for p in paths):
+        ctx.with_resource(locked(paths))
+
+
+def prepare(*, json: Path | None = None, csv: Path | None = None, markdown: Path | None = None,
+            others: Sequence[Output] = (), inputs: Iterable[Path | None] = (),
+            overwrite: bool = False, resume: bool = False,
+            overwrite_flag: str = "--overwrite") -> None:
+    """What every writing command calls before it measures anything: its --json, --csv and
+    --markdown (and ``others``) checked against each other and its ``inputs``, a stale journal
+    refused, and the result files locked for the rest of the command. ``resume``: the --json and
+    --csv files are continued, so they may exist."""
+    outs = [Output("--json", json, "json"), Output("--csv", csv, "csv"),
+            Output("--markdown", markdown, "markdown"), *others]
+    check_outputs(outs, inputs=inputs, overwrite=overwrite,
+                  resumable=[json, csv] if resume else [], overwrite_flag=overwrite_flag)
+    stale_journal(json, overwrite=overwrite, resume=resume)
+    hold_locks([json, csv])

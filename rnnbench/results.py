@@ -454,7 +454,7 @@ def _read_json(text: str, path: Path) -> ResultFile:
         raise RnnbenchError(f"{path} is not an rnnbench result file (no 'results')")
     schema = data.get("schema")
     if schema != SCHEMA:
-        raise IncompatibleResultsError(f"{path} has schema {_show(schema)}; this rnnbench reads "
+        raise IncompatibleResultsError(f"{path} has schema {schema!r}; this rnnbench reads "
                                        f"{SCHEMA!r}")
     for name in ("env", "provenance"):
         if name in data and not isinstance(data[name], dict):

@@ -48,7 +48,6 @@ import dataclasses
 import inspect
 import itertools
 import re
-import tomllib
 import typing
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -60,6 +59,12 @@ from rnnbench.cells.registry import FORMS, VARIANTS, all_specs, families
 from rnnbench.errors import ConfigError, RnnbenchError
 from rnnbench.results import Row
 from rnnbench.runner import layer_sizes
+from rnnbench.validate import check_settings
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, released as tomli before 3.11 took it in
+    import tomli as tomllib
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
@@ -191,16 +196,33 @@ def _parse_axes(table, where: _Where) -> tuple[dict[str, list], bool | None]:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def read_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path, what: str = "suite file") -> dict:
+    """The one TOML reader (suites, parameter tables, task suites): a missing file, a folder,
+    bytes that are not UTF-8 and bad syntax are each one line naming the file."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"no such suite file: {path}") from None
+        raise ConfigError(f"no such {what}: {path}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a suite file") from None
+        raise ConfigError(f"{path} is a directory, not a {what}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                          f"{e.start})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(f"{path}: not valid TOML ({_one_line(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split())
 
 
 def is_params_table(data: dict) -> bool:
@@ -260,6 +282,7 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise _Where(path, "[settings]").error(None, "must be a table", "key = value pairs")
+    check_settings(settings, f"{path}: [settings]")  # here, so `plan` refuses what `run` would
     options = _parse_options(data.get("options", {}), _Where(path, "[options]"))
 
     dropped: Counter = Counter()
@@ -498,6 +521,7 @@ def _fill(cls, table: dict, where: str):
             ok = default is None or default is dataclasses.MISSING or isinstance(value, type(default))
         if not ok:
             raise ConfigError(f"{where}: {key} = {value!r} is not a {type(default).__name__}")
+    check_settings(table, where)
     return cls(**table)
 
 
