@@ -78,12 +78,6 @@ def check_outputs(outputs: Iterable[Output], *, inputs: Iterable[Path | None] = 
         if str(path).strip() == "":
             raise RnnbenchError(f"{o.flag}: the path is empty")
         real = path.resolve()
-        if o.fmt != "dir":
-            suffix = path.suffix.lower()
-            claimed = SUFFIX_FORMAT.get(suffix)
-            if claimed is not None and claimed != o.fmt and suffix not in LENIENT.get(o.fmt, ()):
-                raise RnnbenchError(f"{o.flag} {path}: a {suffix} name for a {o.fmt} file; "
-                                    f"name it .{'md' if o.fmt == 'markdown' else o.fmt}")
         for i in ins:
             if _same_file(real, i):
                 raise RnnbenchError(f"{o.flag} {path} is also an input of this command; "
@@ -93,6 +87,13 @@ def check_outputs(outputs: Iterable[Output], *, inputs: Iterable[Path | None] = 
                 raise RnnbenchError(f"{o.flag} {path} is also the {flag} output; give each output "
                                     "its own file")
         seen.append((real, o.flag))
+        # after the input checks: writing onto an input is the worse mistake to name
+        if o.fmt != "dir":
+            suffix = path.suffix.lower()
+            claimed = SUFFIX_FORMAT.get(suffix)
+            if claimed is not None and claimed != o.fmt and suffix not in LENIENT.get(o.fmt, ()):
+                raise RnnbenchError(f"{o.flag} {path}: a {suffix} name for a {o.fmt} file; "
+                                    f"name it .{'md' if o.fmt == 'markdown' else o.fmt}")
         if o.fmt == "dir":
             if real.exists() and not real.is_dir():
                 raise RnnbenchError(f"{o.flag} {path} is a file, not a directory")
@@ -128,8 +129,7 @@ _guard = threading.Lock()
 
 
 def lock_path(path: Path) -> Path:
-    """A hidden file beside the output. It stays after the lock is released: deleting a lock file
-    while another process may be opening it would let both think they hold the lock."""
+    """A hidden file beside the output, removed again when the lock is released."""
     real = Path(path).resolve()
     return real.with_name(f".{real.name}.lock")
 
@@ -168,6 +168,13 @@ def release(path: Path) -> None:
         if entry[1] > 0:
             return
         del _held[key]
+        # removed while still held, so no stray file is left beside the results; a process that
+        # opened it just before finds it unlinked once it gets the lock, and filelock (4.3 on)
+        # then does not count it as taken (it checks the link count), so it refuses
+        try:
+            os.unlink(key)
+        except OSError:
+            pass
         entry[0].release()
 
 
