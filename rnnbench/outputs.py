@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,14 +193,25 @@ def locked(paths: Sequence[Path | None]):
             release(p)
 
 
-def hold_locks(paths: Sequence[Path | None]) -> None:
-    """Lock these outputs until the running command ends (click closes the resource when its
-    context does); outside a command (a direct call in a test) the writers' own locks suffice."""
-    import click
+_scopes: list[ExitStack] = []  # one per running command (cli_errors opens it)
 
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and any(p is not None for p in paths):
-        ctx.with_resource(locked(paths))
+
+@contextmanager
+def command_scope():
+    """What a command holds (its output locks) is let go when the command ends, however it ends."""
+    with ExitStack() as stack:
+        _scopes.append(stack)
+        try:
+            yield
+        finally:
+            _scopes.pop()
+
+
+def hold_locks(paths: Sequence[Path | None]) -> None:
+    """Lock these outputs until the running command ends; outside a command (a direct call in a
+    test) the writers' own locks suffice."""
+    if _scopes and any(p is not None for p in paths):
+        _scopes[-1].enter_context(locked(paths))
 
 
 def prepare(*, json: Path | None = None, csv: Path | None = None, markdown: Path | None = None,

@@ -441,19 +441,28 @@ def test_two_shards_into_one_json_lose_no_row(tmp_path):
     assert len(on_file) == 2 and all(r.status == "ok" for r in on_file)
 
 
-def test_two_params_writers_of_one_file_keep_a_whole_file(tmp_path):
+def test_a_file_locked_by_another_process_is_refused_at_once_and_left_alone(work):
+    """The writers' lock from another process (a small one holding it, without torch), then
+    `params --overwrite` and `run --resume` aimed at that file: both refuse in one line."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [subprocess.Popen([sys.executable, "-m", "rnnbench.cli", "params", "--cell", cell,
-                               "--json", "p.json", "--overwrite"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for cell in ("gru", "lstm")]
-    results = [(p.wait(timeout=240), *p.communicate()) for p in procs]
-    assert all(code in (0, 2) for code, _, _ in results), results
-    assert any(code == 0 for code, _, _ in results), results
-    rf = read_results(tmp_path / "p.json")
-    cells = {r.cell for r in rf.results}
-    assert cells in ({"gru"}, {"lstm"}) and len(rf.results) == 3  # one whole run, never a mix
-    assert not journal_path(tmp_path / "p.json").exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from rnnbench.outputs "
+         "import acquire, release; acquire(Path('cur.json')); print('held', flush=True); "
+         "sys.stdin.read(); release(Path('cur.json'))"],
+        cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = {p.name for p in work.iterdir()} - {"cur.json"}
+        for args in (["params", "--cell", "gru", "--json", "cur.json", "--overwrite"],
+                     ["run", "tiny.toml", "--json", "cur.json", "--resume"]):
+            before = snapshot(work)
+            r = runner.invoke(app, args)
+            assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+            assert "another rnnbench process" in r.stderr
+            assert snapshot(work) == before
+    finally:
+        holder.communicate("", timeout=60)
+    assert lock and not any(p.name.endswith(".lock") for p in work.iterdir())  # released, removed
 
 
 # how many inputs of each category the tests above drive through the CLI (for the closing note)

@@ -45,8 +45,11 @@ def cli_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rnnbench.outputs import command_scope
+
         try:
-            return fn(*args, **kwargs)
+            with command_scope():
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except RnnbenchError as e:
