@@ -405,6 +405,35 @@ def test_an_os_error_while_writing_is_one_line(work, monkeypatch):
     assert "No space left on device" in line
 
 
+USAGE_MISTAKES = [
+    (["plot", "base.json", "--dpi", "abc"], "--dpi"),
+    (["speed", "--threads", "two"], "--threads"),
+    (["params", "--bogus"], "--bogus"),
+]
+
+
+def test_usage_mistakes_click_catches_are_one_line_too(work):
+    """Through the console script's main(), where Click's own checks (a flag's type, an unknown
+    flag) end as one line instead of a usage block."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    script = ("import sys, rnnbench.cli as c\n"
+              "for args in %r:\n"
+              "    sys.argv = ['rnnbench', *args]\n"
+              "    try:\n"
+              "        c.main()\n"
+              "    except SystemExit as e:\n"
+              "        print('exit', e.code, file=sys.stderr)\n") % [a for a, _ in USAGE_MISTAKES]
+    before = snapshot(work)
+    r = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=240)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 * len(USAGE_MISTAKES), r.stderr
+    for (_, flag), line, code in zip(USAGE_MISTAKES, lines[::2], lines[1::2]):
+        assert line.startswith("rnnbench: error:") and flag in line, line
+        assert code == "exit 2"
+    assert snapshot(work) == before
+
+
 # -- 8. params never allocates ---------------------------------------------------------------------
 def test_params_at_a_million_wide_counts_without_allocating(work):
     r = runner.invoke(app, ["params", "--cell", "gru", "-N", "1000000", "-M", "1000000",
@@ -475,5 +504,7 @@ CATEGORY_COUNTS = {
     "bad suite: encoding, syntax, settings, axes (x2: plan and run)": len(BAD_SUITES),
     "other unreadable inputs (folder, missing, journal)": len(OTHER_INPUTS),
     "bad flag values (NaN, inf, zero, negative, range)": len(BAD_FLAGS),
-    "unexpected exceptions (catch-all, --debug)": 1,
+    "unexpected exceptions (catch-all, --debug, OSError on write)": 2,
+    "usage mistakes Click catches (flag types, unknown flags)": len(USAGE_MISTAKES),
+    "file locked by another writer (params, run --resume) and two shards into one file": 3,
 }

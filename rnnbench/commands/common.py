@@ -13,7 +13,6 @@ import sys
 import traceback
 from collections.abc import Collection, Iterable, Sequence
 
-import click
 import typer
 from rich.console import Console
 
@@ -28,6 +27,13 @@ err = Console(stderr=True)
 def note(text: str) -> None:
     """One line on stderr. Plain print: Rich would wrap it at 80 columns when stderr is a file."""
     print(f"rnnbench: {text}", file=sys.stderr)
+
+
+def click_exceptions() -> tuple:
+    """(ClickException, UsageError, NoArgsIsHelpError) of the Click that typer runs on: recent
+    typer carries its own copy of Click, older typer uses the click package."""
+    mod = sys.modules[typer.BadParameter.__module__]
+    return mod.ClickException, mod.UsageError, getattr(mod, "NoArgsIsHelpError", ())
 
 
 def debugging() -> bool:
@@ -50,7 +56,7 @@ def cli_errors(fn):
         try:
             with command_scope():
                 return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, click_exceptions()[0]):
             raise
         except RnnbenchError as e:
             _report(f"error: {_one_line(e)}")
