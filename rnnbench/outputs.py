@@ -119,8 +119,8 @@ def stale_journal(json_path: Path | None, *, overwrite: bool, resume: bool = Fal
         return
     jp = journal_path(json_path)
     if jp.exists() and not overwrite and not resume:
-        raise RnnbenchError(f"{jp} holds rows of an unfinished run: --resume continues it, "
-                            "--overwrite discards it")
+        raise RnnbenchError(f"{jp} holds rows of an unfinished run (`--resume` on the command "
+                            "that wrote it recovers them); --overwrite discards it")
 
 
 # -- locks -----------------------------------------------------------------------------------------

@@ -498,6 +498,8 @@ def _with_journal(jp: Path, rows: list[Row]) -> list[Row]:
 def _num(s: str):
     if s == "":
         return None
+    if s in ("True", "False"):  # how the CSV writer spells a boolean metric
+        return s == "True"
     for conv in (int, float):
         try:
             return conv(s)
@@ -532,7 +534,7 @@ def _read_csv(text: str, path: Path) -> ResultFile:
                                                         ("bench", "cell", "variant") else None)
         for f in ("form", "backend", "mode", "dtype", "device"):
             if case[f] is None:
-                case[f] = Row.__dataclass_fields__[f].default
+                case[f] = ""
         hs = rec.get("hidden_size", "")
         if "-" in hs and all(p.isdigit() for p in hs.split("-")):
             case["hidden_size"] = [int(v) for v in hs.split("-")]
