@@ -434,6 +434,35 @@ def test_usage_mistakes_click_catches_are_one_line_too(work):
     assert snapshot(work) == before
 
 
+# -- journals: read by their owner only; a lone one recovered -------------------------------------
+def test_a_stale_journal_is_neither_buried_nor_read_as_results(work):
+    rows_ = rows(2)
+    (work / "x.json.journal").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows_))
+    os.utime(work / "x.json.journal", (1e9, 1e9))
+    refused(work, "params", "--cell", "gru", "--json", "x.json", contains="x.json.journal")
+    refused(work, "merge", "m.json", "x.json", contains="recovers")
+    r = runner.invoke(app, ["params", "--cell", "gru", "--json", "x.json", "--overwrite"])
+    assert r.exit_code == 0 and not (work / "x.json.journal").exists()
+    assert {x.bench for x in read_results(work / "x.json").results} == {"params"}
+
+
+def test_a_lone_journal_is_recovered_by_resuming_its_run(work, dispatch):
+    (work / "plain.toml").write_text(textwrap.dedent(SUITE).split("[settings.speed]")[0])
+    r = runner.invoke(app, ["run", "plain.toml", "--json", "r.json"])
+    assert r.exit_code == 0, r.output
+    whole = read_results(work / "r.json").results
+    # a killed large sweep whose JSON file was then lost: only its journal is left
+    (work / "r.json.journal").write_text("".join(json.dumps(x.to_dict()) + "\n" for x in whole[:3]))
+    (work / "r.json").unlink()
+    refused(work, "compare", "r.json", "cur.json", contains="r.json.journal")
+    r = runner.invoke(app, ["run", "plain.toml", "--json", "r.json", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "1 measured, 3 already in the file" in r.stdout
+    back = read_results(work / "r.json").results
+    assert sorted(x.key for x in back) == sorted(x.key for x in whole)
+    assert not (work / "r.json.journal").exists()
+
+
 # -- 8. params never allocates ---------------------------------------------------------------------
 def test_params_at_a_million_wide_counts_without_allocating(work):
     r = runner.invoke(app, ["params", "--cell", "gru", "-N", "1000000", "-M", "1000000",
@@ -503,6 +532,7 @@ CATEGORY_COUNTS = {
     "result file with wrong encoding, syntax or types (x4 commands)": len(BAD_RESULT_FILES),
     "bad suite: encoding, syntax, settings, axes (x2: plan and run)": len(BAD_SUITES),
     "other unreadable inputs (folder, missing, journal)": len(OTHER_INPUTS),
+    "stale or lone journals (refused, explained, recovered)": 3,
     "bad flag values (NaN, inf, zero, negative, range)": len(BAD_FLAGS),
     "unexpected exceptions (catch-all, --debug, OSError on write)": 2,
     "usage mistakes Click catches (flag types, unknown flags)": len(USAGE_MISTAKES),
