@@ -170,6 +170,13 @@ def test_with_overwrite_params_replaces_the_file(work):
     assert oct((work / "cur.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+def test_charts_are_written_with_the_users_umask(work):
+    r = runner.invoke(app, ["plot", "base.json", "--out", "charts"])
+    assert r.exit_code == 0, r.output
+    pngs = list((work / "charts").glob("*.png"))
+    assert pngs and all(p.stat().st_mode & 0o777 == 0o666 & ~_umask() for p in pngs)
+
+
 def _umask():
     m = os.umask(0)
     os.umask(m)
