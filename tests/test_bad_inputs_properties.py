@@ -151,3 +151,28 @@ def _read(content: bytes, command: str) -> None:
         if r.exit_code in (2, 3):
             assert "bad.json" in r.stderr.splitlines()[-1] or "conflicting" in r.stderr
         os.environ.pop("RNNBENCH_DEBUG", None)
+
+
+CSV_CELLS = ["", "fast", "-1", "0", "nan", "inf", "1e999", "True", "2.5", "4-4", "a,b", '"', "x" * 3]
+
+
+@FAST
+@given(edits=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 20), st.sampled_from(CSV_CELLS)),
+                      min_size=1, max_size=3))
+def test_a_csv_result_file_with_wrong_cells_reads_or_says_one_line(edits):
+    from rnnbench.results import to_csv
+    from test_bad_inputs import rows
+
+    lines = to_csv(rows()).splitlines()
+    table = [ln.split(",") for ln in lines]
+    for r, c, value in edits:
+        table[r][min(c, len(table[r]) - 1)] = value
+    content = "\n".join(",".join(cells) for cells in table) + "\n"
+    with tempfile.TemporaryDirectory() as d:
+        bad, good = Path(d) / "bad.csv", Path(d) / "good.json"
+        bad.write_text(content)
+        good.write_text(result_json())
+        r = runner.invoke(app, ["compare", str(good), str(bad)])
+        clean_outcome(r, ok_codes=(0, 1))
+        if r.exit_code == 2:
+            assert "bad.csv" in r.stderr.splitlines()[-1]
