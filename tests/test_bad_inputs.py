@@ -535,7 +535,7 @@ CATEGORY_COUNTS = {
     "output aimed at an input or another output": len(OUTPUT_IS_INPUT),
     "existing output without --overwrite": len(EXISTING),
     "extension contradicting the format": len(EXTENSIONS),
-    "output that cannot be written": len(UNWRITABLE) + 2,
+    "output that cannot be written (+1 read-only folder, skipped as root)": len(UNWRITABLE) + 1,
     "result file with wrong encoding, syntax or types (x4 commands)": len(BAD_RESULT_FILES),
     "bad suite: encoding, syntax, settings, axes (x2: plan and run)": len(BAD_SUITES),
     "other unreadable inputs (folder, missing, journal)": len(OTHER_INPUTS),
