@@ -19,6 +19,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="show the traceback behind an "
+                                        "error (also RNNBENCH_DEBUG=1)")) -> None:
+    if debug:
+        import os
+        os.environ["RNNBENCH_DEBUG"] = "1"
+
+
 def _load_commands() -> None:
     import rnnbench.commands as pkg
 
@@ -32,7 +40,26 @@ _load_commands()
 
 
 def main() -> None:
-    app()
+    """The console script. A usage mistake Click catches itself (`--dpi abc`, an unknown flag) is
+    one line and exit 2 like every other bad input, instead of Click's usage block."""
+    import sys
+
+    from rnnbench.commands.common import click_exceptions
+
+    click_error, usage_error, no_args = click_exceptions()
+    try:
+        code = app(standalone_mode=False)
+    except no_args as e:
+        e.show()
+        code = 2
+    except click_error as e:
+        hint = "; --help lists the options" if isinstance(e, usage_error) else ""
+        print(f"rnnbench: error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+        code = e.exit_code
+    except typer.Abort:
+        print("rnnbench: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

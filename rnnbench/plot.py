@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,15 +324,9 @@ def build_charts(rows: list[Row], metrics: list[str] | None = None) -> list[Char
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from rnnbench.results import atomic_write_bytes  # atomic, with the user's umask
+
+    atomic_write_bytes(path, data)
 
 
 def write_charts(charts: list[Chart], out_dir: str | Path, *, dpi: int = 120) -> list[Path]:

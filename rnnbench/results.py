@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,7 +82,7 @@ def case_key(row: Row) -> str:
     parts = [row.bench, row.cell, row.variant, form, row.backend, row.mode,
              row.dtype if row.bench != "params" else "", "-".join(sizes)]
     # cell options (e.g. gamma_input) and a config row's id tell apart cases with equal sizes
-    parts += [row.labels.get("options", ""), row.labels.get("case", "")]
+    parts += [str(row.labels.get("options") or ""), str(row.labels.get("case") or "")]
     return "/".join(p for p in parts if p)
 
 
@@ -105,21 +106,39 @@ def _json_default(o):
 
 
 # -- writing ---------------------------------------------------------------------------------------
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back (commands are single-threaded
+    # while they write)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside the target, then rename: readers never see half a file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside the target, then rename: readers never see half a file.
+    The file gets the mode the user's umask gives a new file (mkstemp alone would make it 0600, so
+    a teammate or a CI artifact step could not read it). An OSError is one line, not a traceback."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+    except OSError as e:
+        raise RnnbenchError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def flat_record(row: Row) -> dict:
@@ -177,10 +196,17 @@ def to_markdown(columns: list[str], rows: list[list[str]]) -> str:
 
 
 def write_outputs(result: ResultFile, *, json_path=None, csv_path=None) -> None:
-    if json_path:
-        atomic_write_text(json_path, result.to_json())
-    if csv_path:
-        atomic_write_text(csv_path, to_csv(result.results))
+    """Both files whole, each under its lock (see rnnbench.outputs). A journal beside the JSON
+    belonged to the file this one replaces (the command checked --overwrite): it goes, so that no
+    resume later folds stale rows into these."""
+    from rnnbench.outputs import locked
+
+    with locked([json_path, csv_path]):
+        if json_path:
+            atomic_write_text(json_path, result.to_json())
+            journal_path(json_path).unlink(missing_ok=True)
+        if csv_path:
+            atomic_write_text(csv_path, to_csv(result.results))
 
 
 def journal_path(json_path) -> Path:
@@ -198,9 +224,13 @@ class IncrementalWriter:
     synced to ``<json>.journal`` instead, and the whole file is rewritten only once the time since
     the last rewrite is :data:`REWRITE_FACTOR` times what that rewrite took (writing then costs at
     most ~1/REWRITE_FACTOR of the run), and at :meth:`close`, which every user calls when it ends,
-    however it ends. :func:`read_results` reads the journal too, so every reader of the JSON file
-    (resume, compare, merge) sees every finished row; a CSV beside it is rewritten with the JSON,
-    so between rewrites of a large file it lags until :meth:`close`.
+    however it ends. Only the writer's owner reads the journal (``resume``: a journal left by a
+    killed run, even without its JSON file, is recovered into the file); other readers see the
+    JSON file alone. A CSV beside it is rewritten with the JSON, so between rewrites of a large
+    file it lags until :meth:`close`.
+
+    The writer holds the OS lock of its files (rnnbench.outputs) from creation to :meth:`close`:
+    a second process aiming at the same file refuses at once instead of mixing rows.
     """
 
     REWRITE_BYTES = 2 * 2**20
@@ -213,10 +243,25 @@ class IncrementalWriter:
         self._bytes = 0
         self._cost = 0.0
         self._last = time.monotonic()
-        if resume and json_path and (Path(json_path).exists() or journal_path(json_path).exists()):
-            old = read_results(json_path)
-            self.result.results = list(old.results)
-            self.result.provenance = {**provenance, "resumed_from": old.provenance}
+        from rnnbench.outputs import acquire, release
+
+        self._locked = [p for p in (json_path, csv_path) if p]
+        for i, p in enumerate(self._locked):
+            try:
+                acquire(Path(p))
+            except BaseException:
+                for q in self._locked[:i]:
+                    release(Path(q))
+                raise
+        try:
+            if resume and json_path and (Path(json_path).exists()
+                                         or journal_path(json_path).exists()):
+                old = read_results(json_path, journal=True)
+                self.result.results = list(old.results)
+                self.result.provenance = {**provenance, "resumed_from": old.provenance}
+        except BaseException:
+            self._unlock()
+            raise
 
     def done_keys(self, statuses=("ok", "unsupported")) -> set[str]:
         return {r.key for r in self.result.results if r.status in statuses}
@@ -231,10 +276,14 @@ class IncrementalWriter:
                 time.monotonic() - self._last >= self.REWRITE_FACTOR * self._cost:
             self.flush()
             return
-        with open(journal_path(self.json_path), "a", encoding="utf-8") as f:
-            f.write(json.dumps(row.to_dict(), allow_nan=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(journal_path(self.json_path), "a", encoding="utf-8") as f:
+                f.write(json.dumps(row.to_dict(), allow_nan=True, default=_json_default) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise RnnbenchError(f"cannot write {journal_path(self.json_path)}: "
+                                f"{e.strerror or e}") from None
 
     def flush(self) -> None:
         """Rewrite the whole file (and CSV) now; the journal, then redundant, goes."""
@@ -250,52 +299,201 @@ class IncrementalWriter:
         self._cost = self._last - t0
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        from rnnbench.outputs import release
+
+        for p in self._locked:
+            release(Path(p))
+        self._locked = []
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def read_results(path: str | Path) -> ResultFile:
-    path = Path(path)
-    if not path.exists():
-        raise RnnbenchError(f"no such result file: {path}")
+# The one reader of result files. Everything a command later does with a row (keys, tables,
+# ratios) trusts these types, so a file that parses but holds the wrong ones is refused here, with
+# the file and the field named, instead of failing somewhere deep inside a command.
+_TEXT_FIELDS = ("bench", "cell", "variant", "form", "backend", "mode", "dtype", "device", "reason",
+                "key")
+_INT_FIELDS = ("batch", "seq_len", "input_size", "layers")
+
+
+def _show(v) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RnnbenchError(f"cannot read {path}: {e}") from None
+        text = json.dumps(v, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(v) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number" if isinstance(v, (int, float)) else
+                                    type(v).__name__)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _numeric_tree(v) -> bool:
+    """A metric that is a list (raw samples, a learning curve): numbers, null, or lists of them."""
+    if v is None or isinstance(v, bool) or _is_num(v):
+        return True
+    if isinstance(v, list):
+        return all(_numeric_tree(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _numeric_tree(x) for k, x in v.items())
+    return False
+
+
+def check_row(d, where: str) -> str | None:
+    """What is wrong with one row as read from a file (``where`` names it), or None."""
+    def bad(field: str, expected: str, v) -> str:
+        return f"{where}.{field}: expected {expected}, got {_show(v)}"
+
+    if not isinstance(d, dict):
+        return f"{where}: expected a table of fields, got {_kind(d)}"
+    for f in ("bench", "cell", "variant"):
+        if f not in d:
+            return f"{where}: missing field {f!r}"
+    for f in _TEXT_FIELDS:
+        if f in d and not isinstance(d[f], str):
+            return bad(f, "a string", d[f])
+    for f in _INT_FIELDS:
+        v = d.get(f)
+        if v is not None and not (_is_int(v) and v > 0):
+            return bad(f, "a positive integer", v)
+    hs = d.get("hidden_size")
+    if hs is not None and not (_is_int(hs) and hs > 0) and not (
+            isinstance(hs, list) and hs and all(_is_int(x) and x > 0 for x in hs)):
+        return bad("hidden_size", "a positive integer or a list of them", hs)
+    if "status" in d and d["status"] not in STATUSES:
+        return bad("status", "one of " + ", ".join(STATUSES), d["status"])
+    metrics = d.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return bad("metrics", "a table", metrics)
+    for k, v in metrics.items():
+        if isinstance(v, (list, dict)):
+            if not _numeric_tree(v):
+                return bad(f"metrics.{k}", "numbers", v)
+        elif not (v is None or isinstance(v, bool) or _is_num(v)):
+            return bad(f"metrics.{k}", "a number", v)
+    warnings = d.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return bad("warnings", "a list of strings", warnings)
+    labels = d.get("labels", {})
+    if not isinstance(labels, dict):
+        return bad("labels", "a table", labels)
+    for k, v in labels.items():
+        if isinstance(v, (list, dict)):
+            return bad(f"labels.{k}", "a string or a number", v)
+    for f in ("options", "case", "machine", "id"):
+        if f in labels and not isinstance(labels[f], str):
+            return bad(f"labels.{f}", "a string", labels[f])
+    return None
+
+
+def _decode(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise RnnbenchError(f"{path} is a directory, not a result file") from None
+    except OSError as e:
+        raise RnnbenchError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RnnbenchError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                            f"{e.start})") from None
+
+
+def read_results(path: str | Path, *, journal: bool = False) -> ResultFile:
+    """A result file (JSON, or CSV by its suffix), validated. ``journal``: the owner of the file
+    (a resuming writer) folds in the rows of its journal, and recovers a journal whose JSON file
+    is gone; every other reader reads the file alone, and hears of a journal beside it."""
+    path = Path(path)
+    jp = journal_path(path)
+    if path.suffix.lower() == ".journal":
+        raise RnnbenchError(f"{path} is the journal of an unfinished run, not a result file: "
+                            f"`--resume --json {str(path)[:-8]}` on the command that wrote it "
+                            "recovers its rows into a result file")
+    if not path.exists():
+        if jp.exists():
+            if journal:
+                return ResultFile({}, {"recovered_from": str(jp)}, _with_journal(jp, []), SCHEMA)
+            raise RnnbenchError(f"no such result file: {path}, but {jp} holds rows of an "
+                                f"unfinished run: `--resume --json {path}` on the command that "
+                                "wrote it recovers them")
+        raise RnnbenchError(f"no such result file: {path}")
+    text = _decode(path)
     if path.suffix.lower() == ".csv":
-        try:
-            return _read_csv(text, path)
-        except (ValueError, TypeError, KeyError) as e:
-            raise RnnbenchError(f"{path}: malformed CSV row ({e})") from None
+        rf = _read_csv(text, path)
+    else:
+        rf = _read_json(text, path)
+    if journal:
+        rf.results = _with_journal(jp, rf.results)
+    elif jp.exists():
+        print(f"rnnbench: note: {jp} holds rows not yet in {path} (an unfinished or running "
+              "sweep); they are not read: `--resume` on that run folds them in", file=sys.stderr)
+    return rf
+
+
+def _read_json(text: str, path: Path) -> ResultFile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RnnbenchError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise RnnbenchError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column "
+                            f"{e.colno})") from None
+    except RecursionError:
+        raise RnnbenchError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict) or "results" not in data:
         raise RnnbenchError(f"{path} is not an rnnbench result file (no 'results')")
     schema = data.get("schema")
     if schema != SCHEMA:
-        raise IncompatibleResultsError(f"{path} has schema {schema!r}; this rnnbench reads {SCHEMA!r}")
-    try:
-        rows = [Row.from_dict(r) for r in data["results"]]
-    except (TypeError, ValueError) as e:
-        raise RnnbenchError(f"{path}: malformed result row ({e})") from None
-    return ResultFile(data.get("env", {}), data.get("provenance", {}), _with_journal(path, rows),
-                      schema)
+        raise IncompatibleResultsError(f"{path} has schema {schema!r}; this rnnbench reads "
+                                       f"{SCHEMA!r}")
+    for name in ("env", "provenance"):
+        if name in data and not isinstance(data[name], dict):
+            raise RnnbenchError(f"{path}: {name}: expected a table, got {_kind(data[name])}")
+    results = data["results"]
+    if not isinstance(results, list):
+        raise RnnbenchError(f"{path}: results: expected a list of rows, got {_kind(results)}")
+    rows = []
+    for i, d in enumerate(results):
+        problem = check_row(d, f"results[{i}]")
+        if problem:
+            raise RnnbenchError(f"{path}: {problem}")
+        rows.append(Row.from_dict(d))
+    return ResultFile(data.get("env", {}), data.get("provenance", {}), rows, schema)
 
 
-def _with_journal(path: Path, rows: list[Row]) -> list[Row]:
+def _with_journal(jp: Path, rows: list[Row]) -> list[Row]:
     """Rows appended to ``<json>.journal`` since the file was last rewritten replace or follow
-    the file's own. A last line cut short by a kill is skipped: its row was never finished."""
-    jp = journal_path(path)
+    the file's own. A line cut short by a kill (or otherwise unreadable) is skipped: its row was
+    never finished."""
     if not jp.exists():
         return rows
     by_key = {r.key: r for r in rows}
-    for line in jp.read_text(encoding="utf-8").splitlines():
+    try:
+        text = jp.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise RnnbenchError(f"cannot read {jp}: {e.strerror or e}") from None
+    for line in text.splitlines():
         try:
-            row = Row.from_dict(json.loads(line))
-        except (json.JSONDecodeError, TypeError, ValueError):
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             continue
+        if check_row(d, "row") is not None:
+            continue
+        row = Row.from_dict(d)
         by_key.pop(row.key, None)
         by_key[row.key] = row
     return list(by_key.values())
@@ -304,6 +502,8 @@ def _with_journal(path: Path, rows: list[Row]) -> list[Row]:
 def _num(s: str):
     if s == "":
         return None
+    if s in ("True", "False"):  # how the CSV writer spells a boolean metric
+        return s == "True"
     for conv in (int, float):
         try:
             return conv(s)
@@ -312,25 +512,50 @@ def _num(s: str):
     return s
 
 
+_CSV_INTS = ("batch", "seq_len", "input_size", "layers")
+
+
 def _read_csv(text: str, path: Path) -> ResultFile:
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "key" not in reader.fieldnames or "bench" not in reader.fieldnames:
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        fieldnames = reader.fieldnames
+        records = list(reader)
+    except csv.Error as e:
+        raise RnnbenchError(f"{path}: not valid CSV ({e})") from None
+    if not fieldnames or "key" not in fieldnames or "bench" not in fieldnames:
         raise RnnbenchError(f"{path} is not an rnnbench CSV (no 'key'/'bench' columns)")
     rows = []
-    for rec in reader:
-        case = {f: _num(rec.get(f, "")) for f in CASE_FIELDS}
-        for f in ("bench", "cell", "variant", "form", "backend", "mode", "dtype", "device"):
-            case[f] = "" if case[f] is None else str(case[f])
+    for i, rec in enumerate(records):
+        where = f"line {i + 2}"
+        if None in rec:  # more cells than the header has columns
+            raise RnnbenchError(f"{path}: {where}: {len(fieldnames) + len(rec[None])} cells for "
+                                f"{len(fieldnames)} columns")
+        rec = {k: ("" if v is None else v) for k, v in rec.items()}
+        case = {}
+        for f in CASE_FIELDS:
+            raw = rec.get(f, "")
+            case[f] = _num(raw) if f in _CSV_INTS else (raw if raw != "" or f in
+                                                        ("bench", "cell", "variant") else None)
+        for f in ("form", "backend", "mode", "dtype", "device"):
+            if case[f] is None:
+                case[f] = ""
         hs = rec.get("hidden_size", "")
-        case["hidden_size"] = [int(v) for v in hs.split("-")] if "-" in hs else _num(hs)
+        if "-" in hs and all(p.isdigit() for p in hs.split("-")):
+            case["hidden_size"] = [int(v) for v in hs.split("-")]
+        else:
+            case["hidden_size"] = _num(hs)
         metrics = {k: _num(v) for k, v in rec.items()
                    if k not in CASE_FIELDS and k not in ("key", "status", "reason", "warnings")
                    and not k.startswith("label_") and v != ""}
         labels = {k[6:]: v for k, v in rec.items() if k.startswith("label_") and v}
         warnings = [w for w in (rec.get("warnings") or "").split("; ") if w]
-        rows.append(Row(**case, metrics=metrics, status=rec.get("status") or "ok",
-                        reason=rec.get("reason") or "", warnings=warnings, labels=labels,
-                        key=rec["key"]))
+        d = {**case, "metrics": metrics, "status": rec.get("status") or "ok",
+             "reason": rec.get("reason") or "", "warnings": warnings, "labels": labels,
+             "key": rec.get("key") or ""}
+        problem = check_row(d, where)
+        if problem:
+            raise RnnbenchError(f"{path}: {problem.replace(where + '.', where + ', column ', 1)}")
+        rows.append(Row.from_dict(d))
     return ResultFile({}, {"source": str(path)}, rows, SCHEMA)
 
 

@@ -1,4 +1,5 @@
-"""TOML suites: axes, their cartesian product, exclusions and extra cases, and the sweep loop.
+"""TOML suites: axes, their cartesian product, exclusions and extra cases. Parsing only: a suite
+becomes a list of cases here without measuring anything; rnnbench/sweep.py runs them.
 
 A suite file::
 
@@ -44,22 +45,23 @@ that is a measurement outcome, and dispatch records it as an `unsupported` row.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import itertools
 import re
-import tomllib
-import typing
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rnnbench.case import DTYPES, Case
 from rnnbench.cells.registry import FORMS, VARIANTS, all_specs, families
 from rnnbench.errors import ConfigError, RnnbenchError
-from rnnbench.results import Row
 from rnnbench.runner import layer_sizes
+from rnnbench.validate import check_settings
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, released as tomli before 3.11 took it in
+    import tomli as tomllib
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
@@ -198,16 +200,33 @@ def _parse_axes(table, where: _Where) -> tuple[dict[str, list], bool | None]:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def read_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path, what: str = "suite file") -> dict:
+    """The one TOML reader (suites, parameter tables, task suites): a missing file, a folder,
+    bytes that are not UTF-8 and bad syntax are each one line naming the file."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"no such suite file: {path}") from None
+        raise ConfigError(f"no such {what}: {path}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a suite file") from None
+        raise ConfigError(f"{path} is a directory, not a {what}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                          f"{e.start})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(f"{path}: not valid TOML ({_one_line(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split())
 
 
 def is_params_table(data: dict) -> bool:
@@ -267,6 +286,7 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise _Where(path, "[settings]").error(None, "must be a table", "key = value pairs")
+    check_settings(settings, f"{path}: [settings]")  # here, so `plan` refuses what `run` would
     options = _parse_options(data.get("options", {}), _Where(path, "[options]"))
 
     dropped: Counter = Counter()
@@ -439,160 +459,6 @@ def _expand_all(name: str, values: list) -> list:
     return out
 
 
-# -- the sweep -------------------------------------------------------------------------------------
-Measure = Callable[..., Row]
-
-
-def default_measure() -> Measure:
-    # imported by name at call time so that the sweep machinery (and `plan`) work without the
-    # measuring stack, and so tests can put a fake module in its place
-    import importlib
-    try:
-        return importlib.import_module("rnnbench.bench.dispatch").measure
-    except ImportError as e:
-        raise RnnbenchError(f"the measuring module rnnbench.bench.dispatch is not available ({e})"
-                            ) from None
-
-
-def measure_kwargs(measure: Measure, settings: dict, where: str = "[settings]") -> dict:
-    """[settings] as keyword arguments of the measure function. A sub-table fills the settings
-    dataclass its keyword is typed with (``[settings.speed]`` → ``SpeedSettings``); a key the
-    function does not take is an error, so a typo is never silently a no-op."""
-    if not settings:
-        return {}
-    try:
-        sig = inspect.signature(measure)
-    except (TypeError, ValueError):
-        sig = None
-    params = {} if sig is None else {
-        p.name: p for p in list(sig.parameters.values())[1:]
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_KEYWORD)}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    allowed = [n for n, p in params.items() if p.kind is not p.VAR_KEYWORD]
-    try:
-        hints = typing.get_type_hints(measure)
-    except Exception:
-        hints = {}
-    kwargs = {}
-    for key, value in settings.items():
-        if key not in allowed and not takes_any:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(allowed) or 'none'}")
-        cls = _dataclass_in(hints.get(key))
-        kwargs[key] = _fill(cls, value, f"{where[:-1]}.{key}]") if cls and isinstance(value, dict) \
-            else value
-    return kwargs
-
-
-def _dataclass_in(hint):
-    for t in (hint, *typing.get_args(hint)):
-        if dataclasses.is_dataclass(t) and isinstance(t, type):
-            return t
-    return None
-
-
-def _fill(cls, table: dict, where: str):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(fields)}")
-        default = fields[key].default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, (int, float) if isinstance(default, float) else int) \
-                and not isinstance(value, bool)
-        else:  # None or no default: the dataclass's own annotation is all there is to go by
-            ok = default is None or default is dataclasses.MISSING or isinstance(value, type(default))
-        if not ok:
-            raise ConfigError(f"{where}: {key} = {value!r} is not a {type(default).__name__}")
-    return cls(**table)
-
-
-def is_oom(e: BaseException) -> bool:
-    if isinstance(e, MemoryError):
-        return True
-    try:
-        import torch
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            return True
-    except Exception:
-        pass
-    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
-
-
-def _release_memory() -> None:
-    try:
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
-
-
-@dataclass
-class SweepReport:
-    rows: list[Row]            # this sweep's rows, in case order: measured now or found done
-    measured: int = 0
-    resumed: int = 0
-
-
-def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
-              settings: dict | None = None, on_start: Callable[[Case], None] | None = None,
-              on_done: Callable[[Case, Row], None] | None = None) -> SweepReport:
-    """Measure each case not already done in the writer's file, writing every row as it finishes.
-
-    A KeyboardInterrupt (or kill) loses only the case in flight: every earlier row is already on
-    disk. dispatch turns per-case failures into rows itself; the guard here keeps one bad case from
-    ending a sweep of thousands even if it does not.
-    """
-    measure = measure or default_measure()
-    kwargs = measure_kwargs(measure, settings or {})
-    done = writer.done_keys()
-    have = {r.key: r for r in writer.result.results}
-    report = SweepReport([])
-    try:
-        _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done)
-    finally:
-        # rows past the writer's rewrite threshold may be only in its journal, and a resumed file
-        # may still have one from the run before: the files end complete however the sweep ends
-        writer.close()
-    return report
-
-
-def _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done) -> None:
-    for case in cases:
-        key = case.key
-        if key in done:
-            report.rows.append(have[key])
-            report.resumed += 1
-            if on_done:
-                on_done(case, have[key])
-            continue
-        if on_start:
-            on_start(case)
-        row = _measure_one(measure, case, kwargs)
-        if row.key != key:
-            # resume and merge join on the case key: a row filed under another key would be
-            # measured again on every resume
-            row.warnings.append(f"measure returned key {row.key!r}; stored under the case key")
-            row.key = key
-        writer.add(row)
-        report.rows.append(row)
-        report.measured += 1
-        if on_done:
-            on_done(case, row)
-
-
-def _measure_one(measure: Measure, case: Case, kwargs: dict) -> Row:
-    try:
-        row = measure(case, **kwargs)
-    except RnnbenchError:
-        raise  # dispatch raises only what concerns the whole run (no GPU, unknown bench)
-    except Exception as e:  # not BaseException: Ctrl-C must stop the sweep
-        if is_oom(e):
-            _release_memory()
-            return case.row(status="oom", reason=f"{type(e).__name__}: {str(e)[:300]}")
-        return case.row(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}")
-    if not isinstance(row, Row):
-        return case.row(status="failed", reason=f"measure returned {type(row).__name__}, not a Row")
-    return row
+# -- the sweep lives in rnnbench/sweep.py; these names stay importable from here for callers of old
+from rnnbench.sweep import (Measure, SweepReport, default_measure, is_oom,  # noqa: E402,F401
+                            measure_kwargs, run_suite)

@@ -103,7 +103,11 @@ def test_metric_selection(tmp_path):
     assert res.exit_code == 0, res.output
     assert {p.rsplit("/", 1)[-1] for p in res.output.split()} == {"params.png", "curve_copy.png"}
     # a comma list, as every other list flag takes it
+    # the charts of the first call exist: replacing them takes --overwrite (#13)
     res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "params, curves"])
+    assert res.exit_code == 2 and "exists: --overwrite replaces it" in res.output
+    res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "params, curves",
+                              "--overwrite"])
     assert {p.rsplit("/", 1)[-1] for p in res.output.split()} == {"params.png", "curve_copy.png"}
     res = runner.invoke(app, ["plot", str(src), "--out", str(tmp_path), "-m", "flops"])
     assert res.exit_code == 2

@@ -8,7 +8,6 @@ the same digits.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -61,15 +60,10 @@ class TableRow:
 
 
 def load(path: str | Path) -> tuple[dict, list[TableRow]]:
+    from rnnbench.suite import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such config file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "config file")
     meta = data.get("meta", {})
     if (not isinstance(meta, dict) or meta.get("bench") != "params"
             or not isinstance(data.get("rows"), list)

@@ -34,3 +34,4 @@ PRU_OUTPUT_MAP = typer.Option(True, "--pru-output-map/--no-pru-output-map",
 CSV = typer.Option(None, "--csv", help="write the rows as CSV")
 JSON = typer.Option(None, "--json", help="write the rows as JSON")
 MARKDOWN = typer.Option(None, "--markdown", help="write the table as Markdown")
+OVERWRITE = typer.Option(False, "--overwrite", help="replace output files that exist")

@@ -8,7 +8,9 @@ through :func:`cli_errors`) everywhere.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from collections.abc import Collection, Iterable, Sequence
 
 import typer
@@ -27,21 +29,63 @@ def note(text: str) -> None:
     print(f"rnnbench: {text}", file=sys.stderr)
 
 
+def click_exceptions() -> tuple:
+    """(ClickException, UsageError, NoArgsIsHelpError) of the Click that typer runs on: recent
+    typer carries its own copy of Click, older typer uses the click package."""
+    mod = sys.modules[typer.BadParameter.__module__]
+    return mod.ClickException, mod.UsageError, getattr(mod, "NoArgsIsHelpError", ())
+
+
+def debugging() -> bool:
+    """--debug (a global option) or RNNBENCH_DEBUG=1: show the traceback behind an error."""
+    return os.environ.get("RNNBENCH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def cli_errors(fn):
-    """Turn a user error into one line on stderr and its exit code, never a traceback."""
+    """Turn any error into one line on stderr and exit code 2 (a RnnbenchError: its own code),
+    never a traceback; with --debug the traceback follows the line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rnnbench.outputs import command_scope
+
         try:
-            return fn(*args, **kwargs)
+            with command_scope():
+                return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click_exceptions()[0]):
+            raise
         except RnnbenchError as e:
-            print(f"rnnbench: error: {e}", file=sys.stderr)
+            _report(f"error: {_one_line(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             print("rnnbench: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except UnicodeError as e:
+            _report(f"error: a file is not UTF-8 text ({_one_line(e)})")
+            raise typer.Exit(2) from None
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            _report(f"error: {where}{_one_line(e.strerror or e)}")
+            raise typer.Exit(2) from None
+        except MemoryError:
+            _report("error: out of memory; try smaller sizes")
+            raise typer.Exit(2) from None
+        except Exception as e:  # noqa: BLE001 - the boundary: no exception reaches the user raw
+            _report(f"error: {type(e).__name__}: {_one_line(e)[:300]} (an rnnbench bug? "
+                    "--debug shows the traceback)")
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _report(line: str) -> None:
+    if debugging():
+        traceback.print_exc()
+    print(f"rnnbench: {line}", file=sys.stderr)
 
 
 # -- lists and choices -----------------------------------------------------------------------------
@@ -93,10 +137,12 @@ def parse_int_list(text: str, what: str, *, minimum: int = 1) -> list[int]:
 
 
 def require_positive(*flags: tuple[str, float | None]) -> None:
-    """Each (flag, value) pair that has a value must be above zero."""
+    """Each (flag, value) pair that has a value must be a finite number above zero (NaN too is
+    refused: see rnnbench/validate.py)."""
+    from rnnbench.validate import POSITIVE, flag
+
     for what, v in flags:
-        if v is not None and v <= 0:
-            raise RnnbenchError(f"{what} must be positive, got {v}")
+        flag(what, v, POSITIVE)
 
 
 def hidden_sizes_option(text: str, layers: int | None) -> list[int]:

@@ -15,7 +15,9 @@ from rich.table import Table
 from rnnbench import compare as cmp
 from rnnbench.commands.common import cli_errors, note, out, parse_one
 from rnnbench.errors import RnnbenchError
+from rnnbench.outputs import prepare
 from rnnbench.results import atomic_write_text, read_results
+from rnnbench.validate import Rule, flag
 
 STYLES = {"slower": "red", "changed": "red", "more": "red", "failed": "red", "faster": "green",
           "less": "green", "new": "cyan", "missing": "yellow", "skipped": "dim"}
@@ -47,6 +49,8 @@ def compare(
     markdown: Optional[Path] = typer.Option(None, "--markdown",
                                             help="write the report as Markdown (PR comment, job summary)"),
     title: str = typer.Option("rnnbench compare", "--title", help="heading of the Markdown report"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --markdown file if it "
+                                   "exists"),
 ):
     """Compare two result files: per metric base, current, ratio and verdict; exit 1 on a regression."""
     opts = cmp.Options(
@@ -55,10 +59,13 @@ def compare(
         memory_threshold=cmp.parse_percent(memory_threshold, "--memory-threshold"),
         alpha=alpha, normalize=normalize, time_fail_ratio=time_fail_ratio, gate_memory=gate_memory,
         time_stat=parse_one(time_stat, "--time-stat", ("median", "min")))
-    if not 0 < alpha < 1:
+    if not 0 < alpha < 1:  # false for NaN too
         raise RnnbenchError(f"--alpha must be between 0 and 1, got {alpha}")
-    if time_fail_ratio is not None and time_fail_ratio < 1:
-        raise RnnbenchError(f"--time-fail-ratio must be at least 1, got {time_fail_ratio}")
+    flag("--time-fail-ratio", time_fail_ratio, Rule("float", 1))
+    for name, v in (("--threshold", opts.threshold), ("--min-time", opts.min_time),
+                    ("--memory-threshold", opts.memory_threshold)):
+        flag(name, v, Rule("float", 0))
+    prepare(markdown=markdown, inputs=[base, current], overwrite=overwrite)
     rf_base, rf_current = read_results(base), read_results(current)
     report = cmp.compare_files(rf_base, rf_current, opts, names=(str(base), str(current)))
     if report.join_note:

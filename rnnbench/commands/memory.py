@@ -15,8 +15,10 @@ from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
                                        new_table, print_table, row_note, row_style,
                                        several_backends)
-from rnnbench.commands.common import cli_errors, device_option, dtype_option, parse_backends
+from rnnbench.commands.common import (cli_errors, device_option, dtype_option, parse_backends,
+                                      require_positive)
 from rnnbench.devices import set_threads
+from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row
 
 
@@ -53,11 +55,14 @@ def memory(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = opts.JSON,
     markdown: Optional[Path] = opts.MARKDOWN,
+    overwrite: bool = opts.OVERWRITE,
 ):
     """Bytes saved for backward (exact), parameter bytes, and the peak memory of a training step
     (CUDA: allocated and reserved; CPU: resident, in a fresh process), against the baseline."""
     dev = device_option(device)
     dt = dtype_option(dtype)
+    require_positive(("--threads", threads))
+    prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
     n_threads = set_threads(threads)
     cases = make_cases("memory", cell=cell, variant=variant, irc=irc, ihc=ihc, form=form,
                        backends=parse_backends(backend), modes=["fwd+bwd"], device=str(dev),

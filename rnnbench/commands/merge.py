@@ -11,6 +11,7 @@ from rich.table import Table
 from rnnbench import envinfo
 from rnnbench.commands.common import cli_errors, out
 from rnnbench.errors import RnnbenchError
+from rnnbench.outputs import prepare
 from rnnbench.results import write_outputs
 from rnnbench.shard import merge_results, read_inputs
 
@@ -19,7 +20,8 @@ def merge(
     output: Path = typer.Argument(..., help="the merged JSON file to write"),
     files: list[Path] = typer.Argument(..., help="result files (JSON, or CSV without environment)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="also write the merged rows as CSV"),
-    force: bool = typer.Option(False, "--force", help="replace OUTPUT if it exists"),
+    force: bool = typer.Option(False, "--overwrite", "--force", help="replace OUTPUT (and --csv) "
+                               "if it exists"),
 ):
     """Merge result files into one: rows keyed by case and machine, repeats checked."""
     if output.suffix.lower() != ".json":
@@ -30,6 +32,7 @@ def merge(
     if output.exists() and not force:
         # the output comes first: `merge a.json b.json` must not overwrite a.json by accident
         raise RnnbenchError(f"{output} exists: --force replaces it (the output is the first argument)")
+    prepare(json=output, csv=csv, inputs=files, overwrite=force, overwrite_flag="--force")
     merged, report = merge_results(read_inputs(files), envinfo.provenance())
     write_outputs(merged, json_path=output, csv_path=csv)
     table = Table()

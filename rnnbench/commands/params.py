@@ -14,6 +14,7 @@ from rnnbench.bench.params import measure_params
 from rnnbench.commands import _options as opts
 from rnnbench.commands.common import (cli_errors, hidden_sizes_option, out, parse_variants,
                                       require_positive, select_cells)
+from rnnbench.outputs import prepare
 from rnnbench.results import ResultFile, Row, atomic_write_text, fmt_count, to_markdown, write_outputs
 
 
@@ -39,8 +40,10 @@ def params(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = opts.JSON,
     markdown: Optional[Path] = opts.MARKDOWN,
+    overwrite: bool = opts.OVERWRITE,
 ):
     """Count parameters of cells and variants, with the reduction against the baseline."""
+    prepare(json=json, csv=csv, markdown=markdown, inputs=[config], overwrite=overwrite)
     if config is not None:
         meta, table_rows = published.load(config)
         rows = published.evaluate(table_rows)

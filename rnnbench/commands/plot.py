@@ -8,9 +8,11 @@ from typing import Optional
 import typer
 
 from rnnbench import plot as plotting
-from rnnbench.commands.common import cli_errors, require_positive, split_list
+from rnnbench.commands.common import cli_errors, split_list
 from rnnbench.errors import RnnbenchError
+from rnnbench.outputs import Output, check_outputs
 from rnnbench.results import read_results
+from rnnbench.validate import Rule, flag
 
 
 def plot(
@@ -19,11 +21,14 @@ def plot(
     metric: Optional[list[str]] = typer.Option(
         None, "--metric", "-m", help="plot only these metrics: a comma list, or repeat the flag; "
                                      "'curves' for learning curves"),
-    dpi: int = typer.Option(120, "--dpi", help="resolution of the PNG files"),
+    dpi: int = typer.Option(120, "--dpi", help="resolution of the PNG files (1 to 1200)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace PNG files that exist"),
 ):
     """Chart a result file: time or throughput against hidden size, parameters and memory per
     variant, learning curves of task rows. Prints the files written."""
-    require_positive(("--dpi", dpi))
+    # a figure is a few inches wide: past 1200 dpi it is a picture too large to draw or store
+    flag("--dpi", dpi, Rule("int", 1, 1200))
+    check_outputs([Output("--out", out_dir, "dir")], inputs=[results])
     metrics = [m for text in metric or () for m in split_list(text, "--metric")]
     rf = read_results(results)
     charts = plotting.build_charts(rf.results, list(dict.fromkeys(metrics)) or None)
@@ -31,6 +36,8 @@ def plot(
         raise RnnbenchError(
             f"{results} has nothing to plot: no ok rows with times, throughput, parameters, memory "
             "or learning curves")
+    check_outputs([Output("--out", out_dir / f"{c.name}.png", "png") for c in charts],
+                  inputs=[results], overwrite=overwrite)
     for path in plotting.write_charts(charts, out_dir, dpi=dpi):
         print(path)
 

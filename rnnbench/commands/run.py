@@ -18,6 +18,7 @@ from rnnbench.bench.speed import pinned_threads
 from rnnbench.commands.common import check_devices, cli_errors, err, note, out
 from rnnbench.devices import pinned_to, set_threads
 from rnnbench.errors import RnnbenchError
+from rnnbench.outputs import Output, check_outputs, hold_locks
 from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
                               journal_path, read_results, size_label, write_outputs)
 from rnnbench.shard import machine_id, parse_shard, shard_cases
@@ -48,6 +49,8 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
 def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
     """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
     s = parse_suite(data, suite)
+    # settings the measure function does not take fail here, so `plan` refuses what `run` would
+    measure_kwargs(default_measure(), s.settings, f"{suite}: [settings]")
     if device:
         s = s.with_device(device)
     for n in s.notes:
@@ -141,6 +144,10 @@ def run(
     measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work
 
     json_path = json or default_json_path(s.name, where, resume=resume)
+    # the JSON's own rules (--resume, journals) are _prepare_output's; the rest are every command's
+    check_outputs([Output("--json", json_path, "json"), Output("--csv", csv, "csv")],
+                  inputs=[suite], overwrite=overwrite or resume, resumable=[json_path])
+    hold_locks([json_path, csv])
     _prepare_output(json_path, resume, overwrite, env)
     if rounds > 1:
         _run_rounds(suite, s, where, json_path, csv, rounds, resume=resume, overwrite=overwrite,
@@ -265,6 +272,9 @@ def _run_params(path: Path, json: Path | None, csv: Path | None, overwrite: bool
     json_path = json or default_json_path(path.stem, None, resume=False)
     if json_path.exists() and not overwrite:
         raise RnnbenchError(f"{json_path} exists: --overwrite replaces it")
+    check_outputs([Output("--json", json_path, "json"), Output("--csv", csv, "csv")],
+                  inputs=[path], overwrite=overwrite)
+    hold_locks([json_path, csv])
     prov = envinfo.provenance()
     prov["suite"] = {"path": str(path), "name": path.stem, "cases": len(rows)}
     write_outputs(ResultFile(envinfo.collect("cpu"), prov, rows), json_path=json_path,

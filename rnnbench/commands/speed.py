@@ -19,6 +19,7 @@ from rnnbench.commands.common import (cli_errors, device_option, dtype_option, e
                                       parse_backends, parse_int_list, parse_modes,
                                       require_positive)
 from rnnbench.devices import pinned_to, set_threads
+from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
 
 
@@ -55,12 +56,15 @@ def speed(
     markdown: Optional[Path] = opts.MARKDOWN,
     instructions: bool = typer.Option(False, "--instructions", help="also count each CPU case's "
                                       "instructions per call under valgrind (deterministic, slow)"),
+    overwrite: bool = opts.OVERWRITE,
 ):
     """Time forward, forward+backward (a training step) or backward, with median, IQR and
     throughput; each variant against its baseline, each backend against eager."""
     dev = device_option(device)
     dt = dtype_option(dtype)
-    require_positive(("--min-run-time", min_run_time), ("--input-sets", input_sets))
+    require_positive(("--min-run-time", min_run_time), ("--input-sets", input_sets),
+                     ("--threads", threads))
+    prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
     pinned = parse_int_list(pin, "--pin-cpus", minimum=0) if pin else None
     # before any torch work, so that torch's worker threads start on those CPUs too
     with pinned_to(pinned):

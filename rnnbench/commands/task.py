@@ -15,6 +15,7 @@ from rnnbench.commands.common import (check_devices, cli_errors, device_option, 
                                       hidden_sizes_option, out, parse_variants, require_positive,
                                       select_cells)
 from rnnbench.errors import RnnbenchError
+from rnnbench.outputs import prepare
 from rnnbench.results import (IncrementalWriter, Row, atomic_write_text, fmt_count, fmt_time,
                               to_markdown)
 from rnnbench.tasks.data import ADDING_TRIVIAL_MSE, TaskSpec
@@ -85,12 +86,16 @@ def task(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON (with curves)"),
     markdown: Optional[Path] = opts.MARKDOWN,
+    overwrite: bool = opts.OVERWRITE,
 ):
     """Train cells on the adding, memorisation or copy task; report final and best validation
     score, parameters and time per step, with the learning curve in the result file."""
     overrides = {"steps": steps, "batch": batch, "lr": lr, "clip": clip, "eval_every": eval_every,
                  "val_size": val_size, "seed": seed, "device": device,
                  "stop_when_solved": stop_when_solved}
+    require_positive(("--threads", threads), ("--lr", lr), ("--clip", clip))
+    prepare(json=json, csv=csv, markdown=markdown, inputs=[config], overwrite=overwrite,
+            resume=resume)
     if config is not None:
         if name is not None:
             raise RnnbenchError("give a task or --config, not both")

@@ -14,6 +14,7 @@ from rnnbench.bench.verify import SIZES, verify_case, verify_cases
 from rnnbench.commands import _options as opts
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err, out,
                                       parse_choices, parse_one, parse_variants, select_cells)
+from rnnbench.outputs import prepare
 from rnnbench.results import ResultFile, to_markdown, write_outputs, atomic_write_text
 
 
@@ -32,11 +33,13 @@ def verify(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = opts.JSON,
     markdown: Optional[Path] = opts.MARKDOWN,
+    overwrite: bool = opts.OVERWRITE,
 ):
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
     dev = device_option(device)
     dtype = dtype_option(dtype)
+    prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
     sizes = parse_one(sizes or ("gpu" if dev.type == "cuda" else "small"), "--sizes", tuple(SIZES))
     backends = parse_choices(backend, "--backend", ("fused", "triton"), noun="backend",
                              known=BACKENDS, why="verify checks fused and triton, on each --fold path, against eager")

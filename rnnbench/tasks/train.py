@@ -484,18 +484,13 @@ def parse_cell(text: str) -> tuple[str, str]:
 def load_suite(path, overrides: dict | None = None) -> tuple[dict, list[Run]]:
     """Read and validate a task suite; ``overrides`` (training settings from the command line)
     replace the file's values everywhere. Any malformed entry is a ConfigError naming its place."""
-    import tomllib
     from pathlib import Path
 
     from rnnbench.cells.registry import get, select
+    from rnnbench.suite import read_toml
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such config file: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "config file")
     unknown_top = set(data) - {"meta", "defaults", "runs"}
     if unknown_top:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown_top))}; "
