@@ -45,7 +45,7 @@ declare -A COMPARE=()
 for name in "${CHECKS[@]}"; do
   echo "== measure $name: rnnbench ${MEASURE[$name]}"
   # the tables go to a log: the comparison below is what CI needs to show
-  if ! $RNNBENCH ${MEASURE[$name]} --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1; then
+  if ! $RNNBENCH ${MEASURE[$name]} --json "$OUT/$name.json" --overwrite >"$OUT/$name.log" 2>&1; then
     cat "$OUT/$name.log"
     echo "regression.sh: measuring $name failed" >&2
     exit 2

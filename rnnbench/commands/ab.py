@@ -57,7 +57,7 @@ def ab(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the report as Markdown"),
     resume: bool = typer.Option(False, "--resume", help="keep the finished processes' files in "
                                 "--workdir and run the rest (same --seed)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace output files that exist"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ):
     """A/B two versions of code on one machine: interleaved fresh processes, paired verdicts."""
@@ -80,8 +80,8 @@ def ab(
     mode = A.choose_mode(mode, base, head, cases)
     if mode == "alternate":
         opts.normalize = False  # the sides share each moment of the process: nothing to cancel
-    outputs = [p for p in (json, csv, markdown) if p is not None]
-    _check_outputs(outputs, [suite], overwrite)
+    from rnnbench.outputs import prepare
+    prepare(json=json, csv=csv, markdown=markdown, inputs=[suite], overwrite=overwrite)
     if instructions:
         from rnnbench.bench.instructions import require
         require()
@@ -183,22 +183,6 @@ def _parse_pin(pin: str, duet: bool) -> list[int] | None:
         raise RnnbenchError(f"--pin {pin}: CPU {bad[0]} is not one this process may use "
                             f"({', '.join(map(str, sorted(allowed)))})")
     return cpus
-
-
-def _check_outputs(outputs: list[Path], inputs: list[Path], overwrite: bool) -> None:
-    resolved_in = {p.resolve() for p in inputs}
-    seen = set()
-    for p in outputs:
-        r = p.resolve()
-        if r in resolved_in:
-            raise RnnbenchError(f"{p} is an input of this command; choose another output path")
-        if r in seen:
-            raise RnnbenchError(f"{p} is named for two outputs")
-        seen.add(r)
-        if r.exists() and not overwrite:
-            raise RnnbenchError(f"{p} exists: --overwrite replaces it")
-        if not r.parent.is_dir():
-            raise RnnbenchError(f"{p}: folder {r.parent} does not exist")
 
 
 def _suite_cases(suite: Path, head: Path):
