@@ -8,15 +8,12 @@ from typing import Optional
 import typer
 
 from rnnbench import envinfo
-from rnnbench.bench.dispatch import measure
-from rnnbench.bench.memory import MemorySettings
 from rnnbench.commands import _options as opts
 from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
                                        new_table, print_table, row_note, row_style,
                                        several_backends)
 from rnnbench.commands.common import cli_errors, device_option, dtype_option, parse_backends
-from rnnbench.devices import set_threads
 from rnnbench.results import IncrementalWriter, Row
 
 
@@ -56,6 +53,10 @@ def memory(
 ):
     """Bytes saved for backward (exact), parameter bytes, and the peak memory of a training step
     (CUDA: allocated and reserved; CPU: resident, in a fresh process), against the baseline."""
+    from rnnbench.bench.dispatch import measure
+    from rnnbench.bench.memory import MemorySettings
+    from rnnbench.devices import set_threads
+
     dev = device_option(device)
     dt = dtype_option(dtype)
     n_threads = set_threads(threads)

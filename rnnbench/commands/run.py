@@ -14,15 +14,11 @@ from rich.table import Table
 
 from rnnbench import envinfo
 from rnnbench.case import Case
-from rnnbench.bench.speed import pinned_threads
 from rnnbench.commands.common import check_devices, cli_errors, err, note, out
-from rnnbench.devices import pinned_to, set_threads
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
                               journal_path, read_results, size_label, write_outputs)
 from rnnbench.shard import machine_id, parse_shard, shard_cases
-from rnnbench.suite import (default_measure, is_params_table, parse_suite, read_toml,
-                            run_suite, measure_kwargs)
 
 RESULTS_DIR = Path("results")
 _STAMP = "%Y%m%d-%H%M%S"
@@ -47,6 +43,8 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
 
 def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
     """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
+    from rnnbench.suite import parse_suite
+
     s = parse_suite(data, suite)
     if device:
         s = s.with_device(device)
@@ -107,6 +105,11 @@ def run(
                                "shared machines; see rnnbench/rounds.py)"),
 ):
     """Run a suite: every case measured once, each row written as it finishes."""
+    # torch-heavy: imported when a suite runs, not when the CLI starts
+    from rnnbench.bench.speed import pinned_threads
+    from rnnbench.devices import pinned_to, set_threads
+    from rnnbench.suite import default_measure, is_params_table, measure_kwargs, read_toml, run_suite
+
     if rounds < 1:
         raise RnnbenchError(f"--rounds must be at least 1, got {rounds}")
     data = read_toml(suite)

@@ -8,8 +8,6 @@ from typing import Optional
 import typer
 
 from rnnbench import envinfo
-from rnnbench.bench.dispatch import measure
-from rnnbench.bench.speed import SpeedSettings, busy_note, pinned_threads
 from rnnbench.commands import _options as opts
 from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
@@ -18,7 +16,6 @@ from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measu
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err,
                                       parse_backends, parse_int_list, parse_modes,
                                       require_positive)
-from rnnbench.devices import pinned_to, set_threads
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
 
 
@@ -56,6 +53,10 @@ def speed(
 ):
     """Time forward, forward+backward (a training step) or backward, with median, IQR and
     throughput; each variant against its baseline, each backend against eager."""
+    from rnnbench.bench.dispatch import measure
+    from rnnbench.bench.speed import SpeedSettings, busy_note, pinned_threads
+    from rnnbench.devices import pinned_to, set_threads
+
     dev = device_option(device)
     dt = dtype_option(dtype)
     require_positive(("--min-run-time", min_run_time), ("--input-sets", input_sets))

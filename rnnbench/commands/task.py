@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
@@ -17,9 +18,6 @@ from rnnbench.commands.common import (check_devices, cli_errors, device_option, 
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import (IncrementalWriter, Row, atomic_write_text, fmt_count, fmt_time,
                               to_markdown)
-from rnnbench.tasks.data import ADDING_TRIVIAL_MSE, TaskSpec
-from rnnbench.tasks.train import (Run, TrainConfig, backend_names, execute, load_suite, parse_cell,
-                                  plan_runs, relabel, run_key)
 
 # With TrainConfig's defaults (1200 steps, batch 32, Adam 5e-3) a GRU at M = 64 passed MSE 0.01 on
 # the adding problem at T = 100 by step 500-600 for seeds 0-4 on a 2-core CPU: half the step budget,
@@ -28,7 +26,14 @@ DEFAULT_HIDDEN = "64"
 TASK_DEFAULTS = {"adding": {"seq_len": 100},
                  "memorization": {"targets": 5, "interfere": 20, "alphabet": 8},
                  "copy": {"targets": 5, "interfere": 20, "alphabet": 8}}
-_D, _A, _C = TrainConfig(), TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
+_A, _C = TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
+# TrainConfig's defaults, repeated so that the help does not import torch (rnnbench.tasks does);
+# tests/test_cli_fast.py checks that they match TrainConfig()
+TRAIN_DEFAULTS = {"steps": 1200, "batch": 32, "lr": 5e-3, "clip": 1.0, "eval_every": 50,
+                  "val_size": 1000, "seed": 0}
+_D = SimpleNamespace(**TRAIN_DEFAULTS)
+# rnnbench.backends.BACKENDS, eager first; the same test checks them
+BACKEND_NAMES = ("eager", "compile", "native", "fused", "triton")
 
 
 def task(
@@ -71,7 +76,7 @@ def task(
     device: Optional[str] = typer.Option(None, "--device", "-d",
                                          help="cpu or cuda (cuda:N); default: cpu, or the config's"),
     backend: str = typer.Option("eager", "--backend",
-                                help=f"implementation to train: {', '.join(backend_names())}"),
+                                help=f"implementation to train: {', '.join(BACKEND_NAMES)}"),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="CPU threads for torch (default 1: these small recurrent steps "
                                 "run faster on one, and a busy machine slows two a lot)"),
@@ -88,6 +93,8 @@ def task(
 ):
     """Train cells on the adding, memorisation or copy task; report final and best validation
     score, parameters and time per step, with the learning curve in the result file."""
+    from rnnbench.tasks.train import load_suite
+
     overrides = {"steps": steps, "batch": batch, "lr": lr, "clip": clip, "eval_every": eval_every,
                  "val_size": val_size, "seed": seed, "device": device,
                  "stop_when_solved": stop_when_solved}
@@ -122,6 +129,9 @@ def task(
 
 def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_params, reference,
                      seq_len, targets, interfere, alphabet, overrides, backend, options) -> list[Run]:
+    from rnnbench.tasks.data import TaskSpec
+    from rnnbench.tasks.train import TrainConfig, parse_cell, plan_runs
+
     task_name = TaskSpec.make(name).name
     given = {"seq_len": seq_len, "targets": targets, "interfere": interfere, "alphabet": alphabet}
     flag = {"seq_len": "--seq-len", "targets": "--targets", "interfere": "--interfere",
@@ -150,6 +160,8 @@ def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose
 
 
 def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose) -> list[Row]:
+    from rnnbench.tasks.train import execute, relabel, run_key
+
     done = {r.key: r for r in writer.result.results if r.status in ("ok", "unsupported")}
     trained: dict[tuple, Row] = {}
     rows = []
@@ -195,6 +207,7 @@ def _print_tables(rows: list[Row], title: str) -> tuple[list[str], list[list[str
     for (group, task_label, matched), grp in groups.items():
         first = grp[0]
         metric = first.labels["metric"]
+        from rnnbench.tasks.data import ADDING_TRIVIAL_MSE
         trivial = (ADDING_TRIVIAL_MSE if metric == "val_mse"
                    else 1.0 / int(first.labels.get("alphabet", 1)))
         line_to_beat = (f"trivial MSE 1/6 = {trivial:.4f} (always predict 1) is the line to beat"

@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo
-from rnnbench.backends import BACKENDS
-from rnnbench.bench.verify import SIZES, verify_case, verify_cases
 from rnnbench.commands import _options as opts
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err, out,
                                       parse_choices, parse_one, parse_variants, select_cells)
@@ -35,6 +33,9 @@ def verify(
 ):
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
+    from rnnbench.backends import BACKENDS
+    from rnnbench.bench.verify import SIZES, verify_case, verify_cases
+
     dev = device_option(device)
     dtype = dtype_option(dtype)
     sizes = parse_one(sizes or ("gpu" if dev.type == "cuda" else "small"), "--sizes", tuple(SIZES))
