@@ -9,10 +9,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from rnnbench import envinfo
+from rnnbench import envinfo, progress
 from rnnbench.cells.registry import get
 from rnnbench.commands import _options as opts
-from rnnbench.commands.common import (check_devices, cli_errors, device_option, err,
+from rnnbench.commands.common import (check_devices, cli_errors, device_option,
                                       hidden_sizes_option, out, parse_variants, require_positive,
                                       select_cells)
 from rnnbench.errors import RnnbenchError
@@ -90,6 +90,8 @@ def task(
     csv: Optional[Path] = opts.CSV,
     json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON (with curves)"),
     markdown: Optional[Path] = opts.MARKDOWN,
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Train cells on the adding, memorisation or copy task; report final and best validation
     score, parameters and time per step, with the learning curve in the result file."""
@@ -115,11 +117,18 @@ def task(
     else:
         check_devices((r.cfg.device for r in plan), what=str(config or "the task"))
     require_positive(("--threads", threads))
+    if dry_run:
+        for i, r in enumerate(plan, 1):
+            print(f"{i:>4}  {r.task.label} {r.spec.display} M={','.join(map(str, r.hidden_sizes))} "
+                  f"({r.cfg.steps} steps)")
+        print(progress.plan_line(len(plan), None, "task") + " (dry run: nothing trained)")
+        return
+    progress.announce(progress.plan_line(len(plan), None, "task"), quiet=quiet)
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
-        rows = _train_all(plan, title, json, csv, resume, verbose)
+        rows = _train_all(plan, title, json, csv, resume, verbose, quiet)
     finally:
         torch.set_num_threads(before)  # a caller in the same process (tests) keeps its setting
     columns, cells = _print_tables(rows, title)
@@ -150,47 +159,52 @@ def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_par
                      options=options, backend=backend)
 
 
-def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose) -> list[Row]:
+def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose,
+               quiet: bool = False) -> list[Row]:
     writer = IncrementalWriter(envinfo.collect(plan[0].cfg.device), envinfo.provenance(),
                                json_path=json_path, csv_path=csv_path, resume=resume)
     try:
-        return _train_rows(plan, writer, json_path, verbose)
+        with progress.reporter(len(plan), "task", quiet=quiet) as p:
+            return _train_rows(plan, writer, json_path, verbose, p)
     finally:
         writer.close()
 
 
-def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose) -> list[Row]:
+def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose,
+                p: progress.Reporter) -> list[Row]:
     from rnnbench.tasks.train import execute, relabel, run_key
 
     done = {r.key: r for r in writer.result.results if r.status in ("ok", "unsupported")}
     trained: dict[tuple, Row] = {}
     rows = []
-    for i, run in enumerate(plan, 1):
-        what = (f"[{i}/{len(plan)}] {run.task.label} {run.spec.display}"
+    for run in plan:
+        what = (f"task {run.task.label} {run.spec.display}"
                 f"{'' if run.spec.form == 'paper' else ' (' + run.spec.form + ')'} "
                 f"M={','.join(map(str, run.hidden_sizes))}")
         if run.identity in trained:
+            p.start(what)
             row = relabel(trained[run.identity], run)
         else:
             if run_key(run) in done:
-                err.print(f"{what}: done in {json_path}, kept", highlight=False, soft_wrap=True)
+                p.skip(what, f"done in {json_path}, kept")
                 rows.append(done[run_key(run)])
                 continue
 
             def on_eval(step, value, what=what, metric=run.task.metric):
                 if verbose:
-                    err.print(f"{what} step {step}: {metric} {value:.4g}", highlight=False, soft_wrap=True)
+                    p.announce(f"{what} step {step}: {metric} {value:.4g}")
 
+            p.start(what)
             row = execute(run, on_eval)
             trained[run.identity] = row
         m = row.metrics
         if row.status != "ok":
-            err.print(f"{what}: {row.status}: {row.reason}", highlight=False, soft_wrap=True)
+            p.done(what, f"{row.status}: {row.reason}")
             writer.add(row)
             rows.append(row)
             continue
-        err.print(f"{what}: {row.labels['metric']} {m['val_final']:.4g} (best {m['val_best']:.4g}), "
-                  f"{m['steps']} steps in {m['train_time_s']:.0f} s", highlight=False, soft_wrap=True)
+        p.done(what, f"{row.labels['metric']} {m['val_final']:.4g} (best {m['val_best']:.4g}), "
+                     f"{m['steps']} steps in {m['train_time_s']:.0f} s")
         writer.add(row)
         rows.append(row)
     return rows
