@@ -13,8 +13,12 @@ import pkgutil
 import sys
 from typing import Optional
 
-import click
 import typer
+
+try:  # typer 0.2x carries its own copy of click; older ones use the click package
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - depends on the typer installed
+    from click import exceptions as _click_errors
 
 app = typer.Typer(
     name="rnnbench",
@@ -67,7 +71,7 @@ def _load_commands() -> None:
 _load_commands()
 
 
-def _one_line_usage_error(e: click.UsageError) -> int:
+def _one_line_usage_error(e) -> int:
     """A usage error as one line on stderr (CI logs), with where to find the right spelling."""
     ctx = e.ctx
     where = ctx.command_path if ctx is not None else "rnnbench"
@@ -85,12 +89,15 @@ def main(args: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="rnnbench", standalone_mode=False)
-    except click.UsageError as e:
+    except _click_errors.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare `rnnbench`: the help is the answer
+            e.show()
+            sys.exit(e.exit_code)
         sys.exit(_one_line_usage_error(e))
-    except click.ClickException as e:
+    except _click_errors.ClickException as e:
         print(f"rnnbench: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except _click_errors.Abort:
         print("rnnbench: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -32,12 +32,13 @@ _A, _C = TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
 TRAIN_DEFAULTS = {"steps": 1200, "batch": 32, "lr": 5e-3, "clip": 1.0, "eval_every": 50,
                   "val_size": 1000, "seed": 0}
 _D = SimpleNamespace(**TRAIN_DEFAULTS)
-# rnnbench.backends.BACKENDS, eager first; the same test checks them
+# the main names of rnnbench.backends.BACKENDS, eager first (an unknown name gets the whole list);
+# the same test checks them
 BACKEND_NAMES = ("eager", "compile", "native", "fused", "triton")
 
 
 def task(
-    name: Optional[str] = typer.Argument(None, metavar="[TASK]",
+    name: Optional[str] = typer.Argument(None, metavar="TASK",
                                          help="adding, memorization (memorisation) or copy"),
     cell: str = typer.Option("gru", "--cell", "-c", help=opts.CELL_HELP),
     variant: str = typer.Option("baseline", "--variant", "-v",
@@ -76,7 +77,8 @@ def task(
     device: Optional[str] = typer.Option(None, "--device", "-d",
                                          help="cpu or cuda (cuda:N); default: cpu, or the config's"),
     backend: str = typer.Option("eager", "--backend",
-                                help=f"implementation to train: {', '.join(BACKEND_NAMES)}"),
+                                help=f"implementation to train: {', '.join(BACKEND_NAMES)} (or a variant of "
+                                     "fused/triton)"),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="CPU threads for torch (default 1: these small recurrent steps "
                                 "run faster on one, and a busy machine slows two a lot)"),
