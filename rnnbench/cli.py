@@ -97,7 +97,7 @@ def main(args: list[str] | None = None) -> None:
     except _click_errors.ClickException as e:
         print(f"rnnbench: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except _click_errors.Abort:
+    except typer.Abort:
         print("rnnbench: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
