@@ -119,11 +119,11 @@ def _unit(name: str, values: list[float]) -> tuple[float, str]:
                 return div, unit
         return 1, "bytes"
     if name.endswith("_per_s"):
-        what = name[: -len("_per_s")]
+        what = registry.unit(name) or name[: -len("_per_s")] + "/s"  # tokens/s, FLOP/s
         for div, pre in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if top >= div:
-                return div, f"{pre}{what}/s"
-        return 1, f"{what}/s"
+                return div, f"{pre}{what}"
+        return 1, what
     if name == "params":
         for div, unit in ((1e6, "millions"), (1e3, "thousands")):
             if top >= div:

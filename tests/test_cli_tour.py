@@ -3,14 +3,14 @@ one directory, so a step that needs a file (compare's base.json) finds it made b
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from rnnbench.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def smaller(cmd: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_tour_runs_top_to_bottom(tmp_path):
+def test_readme_tour_runs_top_to_bottom(tmp_path, monkeypatch):
     cmds = tour_commands()
     assert [c[0] for c in cmds] == ["rnnbench"] * len(cmds)
     made = {p for c in cmds for p in c if p.endswith((".json", ".csv"))}
@@ -75,21 +75,26 @@ def test_readme_tour_runs_top_to_bottom(tmp_path):
     for f in (ROOT / "bench_configs").glob("*.toml"):
         (tmp_path / "bench_configs" / f.name).write_text(f.read_text(encoding="utf-8"))
     (tmp_path / "bench_configs" / "quick.toml").write_text(TINY_SUITE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"}
-    has_cuda = subprocess.run([sys.executable, "-c", "import torch, sys; "
-                               "sys.exit(0 if torch.cuda.is_available() else 1)"]).returncode == 0
+    import torch
+
+    # in this process, one command after another in one directory: starting Python and torch
+    # afresh for each of 16 commands would take most of the test's time
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    threads = torch.get_num_threads()
     for cmd in cmds:
-        args = smaller(cmd)
-        r = subprocess.run([sys.executable, "-m", "rnnbench.cli", *args[1:]], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=600)
+        r = runner.invoke(app, smaller(cmd)[1:])
+        torch.set_num_threads(threads)  # a command's --threads must not leak into the next
         line = " ".join(cmd)
-        if "--device" in cmd and "cuda" in cmd and not has_cuda:
+        assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (
+            line, r.exception)
+        if "--device" in cmd and "cuda" in cmd and not torch.cuda.is_available():
             # the tour promises one clear error without a GPU
-            assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (line, r.stderr)
+            assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, (line, r.stderr)
         elif cmd[1] == "compare":
-            assert r.returncode in (0, 1), (line, r.stderr)  # 1: a noisy tiny timing regressed
+            assert r.exit_code in (0, 1), (line, r.stderr)  # 1: a noisy tiny timing regressed
             assert "→" in r.stdout
-        elif cmd[1] == "plot" and r.returncode == 2 and "matplotlib" in r.stderr:
+        elif cmd[1] == "plot" and r.exit_code == 2 and "matplotlib" in r.stderr:
             continue
         else:
-            assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
+            assert r.exit_code == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
