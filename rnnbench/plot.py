@@ -1,7 +1,11 @@
 """Charts from a result file: one PNG per metric.
 
-Times and throughput against hidden size (one line per cell and variant), parameters and memory per
-variant as bars, and learning curves of `task` rows. matplotlib is an optional extra, imported only
+Times and throughput against hidden size (one line per cell and variant, with the interquartile
+range of the raw samples as a band), grouped bars where a suite has one size only (with the IQR as
+error bars), parameters and memory per variant as bars on a linear axis, and learning curves of
+`task` rows. Every series has its own colour (Okabe-Ito, readable with colour-blindness) and its own
+marker or hatch, so series stay apart in grey print too. Labels and units come from
+rnnbench/metrics.py. matplotlib is an optional extra, imported only
 here and only when a chart is drawn; pyplot is never used, so no global figure state or GUI backend.
 """
 
@@ -9,11 +13,13 @@ from __future__ import annotations
 
 import io
 import math
+import statistics
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnbench import metrics as registry
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import Row, size_label
 
@@ -21,10 +27,36 @@ from rnnbench.results import Row, size_label
 SERIES_FIELDS = ("cell", "variant", "form", "backend", "mode", "dtype", "device", "batch", "seq_len",
                  "input_size", "layers", "options")
 SIZE_FIELDS = ("batch", "seq_len", "input_size", "layers")
-TITLES = {"time_s_median": "time per call (median)", "time_s_min": "time per call (minimum)",
-          "tokens_per_s": "throughput", "params": "parameters",
-          "saved_bytes": "saved-for-backward tensors", "peak_allocated_bytes": "peak allocated memory",
-          "peak_rss_bytes": "peak resident memory (RSS)"}
+# Okabe & Ito's palette (black left out: it is the colour of the axes and the trivial line)
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+             "#999999")
+# 9 markers against 8 colours: series i and j share both only when i ≡ j (mod 72)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<")
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+
+
+def style(i: int) -> dict:
+    """Colour and marker of the i-th line series."""
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
+
+
+def title_of(name: str) -> str:
+    return registry.label(name)
+
+
+def iqr(row: Row, name: str) -> tuple[float, float] | None:
+    """The 25th and 75th percentiles of the raw samples behind a timed metric (type 7, as the
+    timing harness computes them), or None without at least two samples."""
+    key = registry.samples_key(name)
+    xs = row.metrics.get(key) if key else None
+    if not isinstance(xs, list):
+        return None
+    xs = [float(x) for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)
+          and math.isfinite(x)]
+    if len(xs) < 2:
+        return None
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def _need_matplotlib():
@@ -85,11 +117,11 @@ def _unit(name: str, values: list[float]) -> tuple[float, str]:
                 return div, unit
         return 1, "bytes"
     if name.endswith("_per_s"):
-        what = name[: -len("_per_s")]
+        what = registry.unit(name) or name[: -len("_per_s")] + "/s"  # tokens/s, FLOP/s
         for div, pre in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if top >= div:
-                return div, f"{pre}{what}/s"
-        return 1, f"{what}/s"
+                return div, f"{pre}{what}"
+        return 1, what
     if name == "params":
         for div, unit in ((1e6, "millions"), (1e3, "thousands")):
             if top >= div:
@@ -99,7 +131,7 @@ def _unit(name: str, values: list[float]) -> tuple[float, str]:
 
 
 def _axis_label(name: str, unit: str) -> str:
-    what = TITLES.get(name, name.replace("_", " "))
+    what = title_of(name)
     return f"{what} ({unit})" if unit else what
 
 
@@ -194,13 +226,23 @@ def line_chart(Figure, rows: list[Row], name: str) -> Chart | None:
     follow = [f for f in SIZE_FIELDS if _follows_x(used, f) and len({_field(r, f) for r in used}) > 1]
     varying, constant = _split_fields(used, exclude=follow)
     div, unit = _unit(name, [v for _, _, v in pts])
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    series: dict[str, list[tuple]] = defaultdict(list)
     for r, x, v in pts:
-        series[_label(r, varying)].append((x, v / div))
-    fig, ax = _new_figure(Figure, f"{TITLES.get(name, name)} against hidden size", _subtitle(constant))
-    for label, xy in series.items():
+        band = iqr(r, name)
+        series[_label(r, varying)].append((x, v / div) + (tuple(b / div for b in band) if band else ()))
+    fig, ax = _new_figure(Figure, f"{title_of(name)} against hidden size", _subtitle(constant))
+    banded = False
+    for i, (label, xy) in enumerate(series.items()):
         xy.sort()
-        ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", label=label)
+        st = style(i)
+        ax.plot([p[0] for p in xy], [p[1] for p in xy], label=label, **st)
+        spread = [p for p in xy if len(p) == 4]
+        if len(spread) > 1:
+            ax.fill_between([p[0] for p in spread], [p[2] for p in spread],
+                            [p[3] for p in spread], color=st["color"], alpha=0.2, linewidth=0)
+            banded = True
+    if banded:
+        ax.set_title(ax.get_title() + "\nbands: interquartile range of the samples", fontsize=11)
     xs = sorted({x for _, x, _ in pts})
     if spans_decades(xs):
         ax.set_xscale("log", base=2)
@@ -228,6 +270,7 @@ def bar_chart(Figure, rows: list[Row], name: str) -> Chart | None:
     groups: list[str] = []
     variants: list[str] = []
     values: dict[tuple[str, str], float] = {}
+    spreads: dict[tuple[str, str], tuple[float, float]] = {}
     div, unit = _unit(name, [v for _, v in pts])
     for r, v in pts:
         g = " ".join(p for p in (f"M{_field(r, f)}" if f == "hidden_size" else
@@ -240,19 +283,36 @@ def bar_chart(Figure, rows: list[Row], name: str) -> Chart | None:
         if r.variant not in variants:
             variants.append(r.variant)
         values[(g, r.variant)] = v / div
+        band = iqr(r, name)
+        if band:
+            spreads[(g, r.variant)] = (band[0] / div, band[1] / div)
     subtitle = _subtitle({k: v for k, v in constant.items() if k != "hidden_size" and v is not None})
     if constant.get("hidden_size"):
         subtitle = ", ".join(p for p in (subtitle, f"M{constant['hidden_size']}") if p)
-    fig, ax = _new_figure(Figure, f"{TITLES.get(name, name)} per variant", subtitle)
+    fig, ax = _new_figure(Figure, f"{title_of(name)} per variant", subtitle)
     width = 0.8 / len(variants)
+    any_err = False
     for i, var in enumerate(variants):
-        xs = [gi + (i - (len(variants) - 1) / 2) * width for gi, g in enumerate(groups) if (g, var) in values]
-        ys = [values[(g, var)] for g in groups if (g, var) in values]
-        ax.bar(xs, ys, width=width, label=var)
-    ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0, ha="right"
-                  if len(groups) > 6 else "center")
-    if spans_decades(list(values.values())):
-        _log_y(ax)
+        here = [(gi, g) for gi, g in enumerate(groups) if (g, var) in values]
+        xs = [gi + (i - (len(variants) - 1) / 2) * width for gi, _ in here]
+        ys = [values[(g, var)] for _, g in here]
+        # error bars: the IQR of the samples, where the metric has samples
+        bands = [spreads.get((g, var)) for _, g in here]
+        yerr = None
+        if any(b is not None for b in bands):
+            yerr = [[max(0.0, y - b[0]) if b else 0.0 for y, b in zip(ys, bands)],
+                    [max(0.0, b[1] - y) if b else 0.0 for y, b in zip(ys, bands)]]
+            any_err = True
+        ax.bar(xs, ys, width=width, label=var, color=OKABE_ITO[i % len(OKABE_ITO)],
+               hatch=HATCHES[i % len(HATCHES)], edgecolor="black", linewidth=0.5, yerr=yerr,
+               capsize=3 if yerr else 0)
+    ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0, ha="right"
+                  if len(groups) > 4 else "center")
+    # bars start at zero on a linear axis: their lengths compare as the values do (a log axis
+    # would make a 2x difference in memory look small)
+    if any_err:
+        ax.set_title(ax.get_title() + "\nerror bars: interquartile range of the samples",
+                     fontsize=11)
     ax.set_xlabel(" ".join(varying) if varying else "cell")
     ax.set_ylabel(_axis_label(name, unit))
     ax.legend(title="variant", fontsize=8)
@@ -273,8 +333,10 @@ def curve_charts(Figure, rows: list[Row]) -> list[Chart]:
         # rnnbench task names its validation metric in labels["metric"] (val_mse, val_accuracy)
         ylabel = next((str(r.labels["metric"]) for r in task_rows if r.labels.get("metric")), "value")
         values = []
-        for r in task_rows:
-            ax.plot(r.metrics["curve_step"], r.metrics["curve_value"], label=_label(r, varying or ["cell"]))
+        for i, r in enumerate(task_rows):
+            ax.plot(r.metrics["curve_step"], r.metrics["curve_value"],
+                    label=_label(r, varying or ["cell"]),
+                    markevery=max(1, len(r.metrics["curve_step"]) // 8), **style(i))
             values += [v for v in r.metrics["curve_value"] if isinstance(v, (int, float))]
         if spans_decades([v for v in values if v > 0]) and min(values) > 0:
             _log_y(ax)
@@ -315,7 +377,10 @@ def build_charts(rows: list[Row], metrics: list[str] | None = None) -> list[Char
         # parameter counts repeat across benches; the params bench holds them once per case
         pool = [r for r in ok if r.bench == "params"] if name == "params" and any(
             r.bench == "params" for r in ok) else ok
-        chart = (line_chart if line_metric(name) else bar_chart)(Figure, pool, name)
+        sizes = {_hidden_x(r) for r in pool if _value(r, name) is not None}
+        # one hidden size only: a line chart would be a column of dots; bars group the cases
+        as_lines = line_metric(name) and len(sizes) > 1
+        chart = (line_chart if as_lines else bar_chart)(Figure, pool, name)
         if chart:
             charts.append(chart)
     if not metrics or "curves" in metrics:

@@ -58,10 +58,7 @@ from rnnbench.errors import ConfigError, RnnbenchError
 from rnnbench.runner import layer_sizes
 from rnnbench.validate import check_settings
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, released as tomli before 3.11 took it in
-    import tomli as tomllib
+import tomllib  # Python 3.11+ (pyproject's requires-python)
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 

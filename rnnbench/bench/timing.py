@@ -151,39 +151,38 @@ def _allowed_cpus() -> set[int] | None:
         return None
 
 
-def _proc_stat(cpus: set[int] | None = None) -> tuple[int, int, int] | None:
-    """(busy, steal, total) clock ticks summed over ``cpus`` (all CPUs if None) from /proc/stat,
-    or None off Linux."""
+def _proc_stat(cpus: set[int] | None = None) -> tuple[float, float, float] | None:
+    """(busy, steal, total) CPU seconds summed over ``cpus`` (all CPUs if None), from psutil's
+    reading of the kernel's counters (/proc/stat on Linux), or None where it has none. psutil lists
+    the CPUs in the kernel's order, which is their number while every CPU is online."""
     try:
-        with open("/proc/stat") as f:
-            lines = [ln.split() for ln in f if ln.startswith("cpu")]
-    except OSError:
+        import psutil
+        times = psutil.cpu_times(percpu=cpus is not None)
+    except Exception:  # noqa: BLE001 - no counters (or no psutil): the watch says nothing
         return None
-    busy = steal = total = 0
-    seen = False
-    for fields in lines:
-        name = fields[0]
-        if cpus is None:
-            if name != "cpu":
-                continue
-        elif name == "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
-            continue
-        v = [int(x) for x in fields[1:9]]
-        v += [0] * (8 - len(v))
-        user, nice, system, idle, iowait, irq, softirq, st = v
-        # guest time is already inside user/nice, so the columns after steal are not added
-        busy += user + nice + system + irq + softirq
+    if cpus is not None:
+        times = [t for i, t in enumerate(times) if i in cpus]
+        if not times:
+            return None
+    else:
+        times = [times]
+    busy = steal = total = 0.0
+    for t in times:
+        st = getattr(t, "steal", 0.0)
+        # guest time is already inside user/nice, so it is not added again
+        parts = (t.user, t.nice if hasattr(t, "nice") else 0.0, t.system,
+                 getattr(t, "irq", 0.0), getattr(t, "softirq", 0.0))
+        busy += sum(parts)
         steal += st
-        total += sum(v)
-        seen = True
-    return (busy, steal, total) if seen else None
+        total += sum(parts) + t.idle + getattr(t, "iowait", 0.0) + st
+    return busy, steal, total
 
 
 class CpuWatch:
     """How much of the CPUs this process may run on others used between :meth:`start` and
     :meth:`stop`.
 
-    The kernel's per-CPU counters (/proc/stat, clock ticks) over the CPUs of this process's
+    The kernel's per-CPU counters (through psutil) over the CPUs of this process's
     affinity give their busy and stolen time; this process's own CPU time (all its threads,
     ``os.times``) is subtracted from the busy part. Both shares are of those CPUs' capacity (wall
     time × CPUs), so a neighbour on CPUs we never use does not count. A container's CPU quota is
@@ -191,7 +190,7 @@ class CpuWatch:
     """
 
     def __init__(self):
-        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._hz = 1.0  # counter units per second: psutil gives seconds
         self._cpus = _allowed_cpus()
         self._t0 = None
 

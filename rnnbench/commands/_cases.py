@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from rnnbench.bench.params import applicable_options, changed_options
 from rnnbench.case import Case
 from rnnbench.commands.common import (hidden_sizes_option, parse_variants, require_positive,
                                       select_cells)
-from rnnbench.runner import layer_sizes
 
 
 def make_cases(bench: str, *, cell: str, variant: str, irc: bool, ihc: bool, form: str,
                backends: list[str], modes: list[str], device: str, dtype: str, batch: int,
                seq_len: int, input_size: int, hidden_size: str, layers: int | None,
                ihc_gamma: str, pru_output_map: bool) -> list[Case]:
+    # torch-heavy: imported when cases are made, not when the CLI starts
+    from rnnbench.bench.params import applicable_options, changed_options
+    from rnnbench.runner import layer_sizes
+
     require_positive(("--batch", batch), ("--seq-len", seq_len), ("--input-size", input_size))
     hs = hidden_sizes_option(hidden_size, layers)
     variants = parse_variants(variant, irc=irc, ihc=ihc, baseline_beside=True)

@@ -35,3 +35,8 @@ CSV = typer.Option(None, "--csv", help="write the rows as CSV")
 JSON = typer.Option(None, "--json", help="write the rows as JSON")
 MARKDOWN = typer.Option(None, "--markdown", help="write the table as Markdown")
 OVERWRITE = typer.Option(False, "--overwrite", help="replace output files that exist")
+
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress on stderr (errors still show)")
+DRY_RUN = typer.Option(False, "--dry-run", help="list the cases and the time estimate; measure nothing")
+FORM_NATIVE_HELP = (FORM_HELP + "; default paper, or canonical with --backend native (torch.nn.GRU "
+                    "and LSTM compute the canonical form)")

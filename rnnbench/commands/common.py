@@ -18,10 +18,50 @@ from rich.console import Console
 
 from rnnbench.errors import DeviceError, RnnbenchError, UnknownCellError
 
+def out_width() -> int | None:
+    """Tables fit COLUMNS when it is set (a terminal or a pipe); piped without it, 200 columns, so
+    that wide tables stay one line per row in logs; on a terminal, its width."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    return None if sys.stdout.isatty() else 200
+
+
 # tables on stdout, progress and messages on stderr, so stdout can be piped
-# piped output is not cut to 80 columns: wide tables stay one line per row in logs
-out = Console(width=None if sys.stdout.isatty() else 200)
+out = Console(width=out_width())
 err = Console(stderr=True)
+
+
+def fit_table(table, drop: Sequence[str], console: Console | None = None):
+    """Drop columns, in the order of ``drop`` (the least telling first), until the table fits the
+    console without breaking a word (or a value from its unit); then share the width out."""
+    console = console or out
+    width = console.width
+    for name in drop:
+        if _widths(table, console)[0] <= width:
+            break
+        names = [str(c.header) for c in table.columns]
+        if name in names:
+            del table.columns[names.index(name)]
+    minimum, mins, maxs = _widths(table, console)
+    if minimum <= width < minimum - sum(mins) + sum(maxs):
+        # Rich's own shrinking narrows the widest columns first, words or not: give each column
+        # its minimum, and the rest in proportion to what each would like beyond it
+        spare, wants = width - minimum, [b - a for a, b in zip(mins, maxs)]
+        pad = table.padding[1] + table.padding[3]
+        for column, low, want in zip(table.columns, mins, wants):
+            column.width = max(1, low - pad + (spare * want) // (sum(wants) or 1))
+    return table
+
+
+def _widths(table, console: Console) -> tuple[int, list[int], list[int]]:
+    """The table's least width without a broken word, and each column's least and ideal width
+    (padding included). A no_wrap column's least width is its widest cell."""
+    # Table._measure_column is Rich's measure of one column; the public one is the whole table's
+    measures = [table._measure_column(console, console.options, c) for c in table.columns]
+    mins = [m.maximum if c.no_wrap else m.minimum for m, c in zip(measures, table.columns)]
+    maxs = [m.maximum for m in measures]
+    return table._extra_width + sum(mins), mins, maxs  # _extra_width: the borders
 
 
 def note(text: str) -> None:
@@ -257,3 +297,20 @@ def check_devices(devices: Iterable[str], *, what: str = "the suite") -> str:
             raise DeviceError(f"{what} runs on mps, which this torch cannot use; "
                               "--device cpu runs it here")
     return cuda[0] if cuda else ("mps" if "mps" in devices else "cpu")
+
+
+def form_for_backends(form: str | None, backends: Sequence[str]) -> str:
+    """--form, given or not, with --backend: native is torch.nn.GRU/LSTM, which compute the
+    canonical form, so without --form it measures that form (and says so); with --form paper it
+    would measure nothing, which is refused."""
+    if form is not None:
+        form = parse_one(form, "--form", ("paper", "canonical"))
+        if form == "paper" and list(backends) == ["native"]:
+            raise RnnbenchError("--backend native computes the canonical form (torch.nn.GRU/LSTM), "
+                                "not the paper's: use --form canonical")
+        return form
+    if "native" in backends:
+        note("--backend native computes the canonical form of GRU and LSTM: measuring --form "
+             "canonical")
+        return "canonical"
+    return "paper"

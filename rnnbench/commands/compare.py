@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from rnnbench import compare as cmp
-from rnnbench.commands.common import cli_errors, note, out, parse_one
+from rnnbench import report_context
+from rnnbench.commands.common import cli_errors, fit_table, note, out, parse_one
 from rnnbench.errors import RnnbenchError
 from rnnbench.outputs import prepare
 from rnnbench.results import atomic_write_text, read_results
@@ -68,19 +69,25 @@ def compare(
     prepare(markdown=markdown, inputs=[base, current], overwrite=overwrite)
     rf_base, rf_current = read_results(base), read_results(current)
     report = cmp.compare_files(rf_base, rf_current, opts, names=(str(base), str(current)))
+    sides = [(str(base), report_context.context(rf_base)),
+             (str(current), report_context.context(rf_current))]
+    diffs = report_context.differences(sides[0][1], sides[1][1])
     if report.join_note:
         note(f"note: {report.join_note}")
 
     shown = [c for c in report.comparisons if not changes_only or c.verdict != "same"]
-    table = Table(title=f"{base} → {current}")
+    table = Table(title=f"{base} → {current}",
+                  caption=("settings differ: " + "; ".join(diffs)) if diffs else None,
+                  caption_style="bold yellow")
     for c in cmp.columns(opts):
+        # a case key is one long token: folded where it must be; other cells wrap at words
         table.add_column(c, justify="right" if c in ("base", "current") or c.startswith("ratio") else "left",
-                         overflow="fold")
+                         overflow="fold" if c == "case" else "ellipsis")
     for c in shown:
         style = STYLES.get(c.verdict)
         table.add_row(*c.cells(), style=("bold " + style) if c.regression and style else style)
     if shown:
-        out.print(table)
+        out.print(fit_table(table, ["note"]))
     summary = report.summary()
     if summary:
         st = Table(title="Time ratio (current / base), geometric mean")
@@ -93,13 +100,27 @@ def compare(
         out.print(f"note: {line}", highlight=False, markup=False)
     if report.caveat:
         note(f"note: {report.caveat}")
+    if diffs:
+        out.print("warning: " + report_context.warning_line(diffs), style="yellow",
+                  highlight=False, markup=False)
     out.print(cmp.thresholds_line(opts), highlight=False, markup=False)
     out.print(cmp.headline(report), style="bold red" if report.regressions else "bold green",
               highlight=False, markup=False)
     if markdown:
-        atomic_write_text(markdown, cmp.report_markdown(report, title=title, changes_only=changes_only))
+        text = cmp.report_markdown(report, title=title, changes_only=changes_only)
+        atomic_write_text(markdown, with_context(text, sides))
     if report.regressions:
         raise typer.Exit(1)
+
+
+def with_context(markdown: str, sides) -> str:
+    """The report with the context block (machine, torch, commit, date, settings of each side)
+    right under its heading."""
+    head, sep, rest = markdown.partition("\n")
+    block = "#### Context\n\n" + report_context.markdown_block(sides)
+    if head.startswith("#"):
+        return f"{head}\n\n{block}{sep}{rest}"
+    return block + "\n" + markdown
 
 
 def register(app: typer.Typer) -> None:

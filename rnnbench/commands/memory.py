@@ -8,16 +8,13 @@ from typing import Optional
 import typer
 
 from rnnbench import envinfo
-from rnnbench.bench.dispatch import measure
-from rnnbench.bench.memory import MemorySettings
 from rnnbench.commands import _options as opts
 from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
-                                       new_table, print_table, row_note, row_style,
-                                       several_backends)
-from rnnbench.commands.common import (cli_errors, device_option, dtype_option, parse_backends,
-                                      require_positive)
-from rnnbench.devices import set_threads
+                                       new_table, note_parts, print_plan, print_table, row_note, row_style,
+                                       several_backends, short_note)
+from rnnbench.commands.common import (cli_errors, device_option, dtype_option,
+                                      form_for_backends, parse_backends, require_positive)
 from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row
 
@@ -37,7 +34,7 @@ def memory(
     variant: str = opts.VARIANT,
     irc: bool = opts.IRC,
     ihc: bool = opts.IHC,
-    form: str = opts.FORM,
+    form: Optional[str] = typer.Option(None, "--form", help=opts.FORM_NATIVE_HELP),
     backend: str = opts.BACKEND,
     batch: int = opts.BATCH,
     seq_len: int = opts.SEQ_LEN,
@@ -56,24 +53,36 @@ def memory(
     json: Optional[Path] = opts.JSON,
     markdown: Optional[Path] = opts.MARKDOWN,
     overwrite: bool = opts.OVERWRITE,
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Bytes saved for backward (exact), parameter bytes, and the peak memory of a training step
     (CUDA: allocated and reserved; CPU: resident, in a fresh process), against the baseline."""
+    from rnnbench.bench.dispatch import measure
+    from rnnbench.bench.memory import MemorySettings
+    from rnnbench.devices import set_threads
+
     dev = device_option(device)
     dt = dtype_option(dtype)
     require_positive(("--threads", threads))
     prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
+    backends = parse_backends(backend)
+    form = form_for_backends(form, backends)
     n_threads = set_threads(threads)
     cases = make_cases("memory", cell=cell, variant=variant, irc=irc, ihc=ihc, form=form,
-                       backends=parse_backends(backend), modes=["fwd+bwd"], device=str(dev),
+                       backends=backends, modes=["fwd+bwd"], device=str(dev),
                        dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
                        hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
                        pru_output_map=pru_output_map)
+    estimate = print_plan(cases, "memory", quiet=quiet, dry_run=dry_run)
+    if dry_run:
+        return
     settings = MemorySettings(rss=rss, check=check, threads=n_threads)
     writer = IncrementalWriter(envinfo.collect(str(dev)), envinfo.provenance(), json_path=json,
                                csv_path=csv)
     rows = measure_cases(cases, lambda case: measure(case, memory=settings), writer,
-                         lambda row: fmt_bytes(row.metrics.get("saved_bytes")) + " saved")
+                         lambda row: fmt_bytes(row.metrics.get("saved_bytes")) + " saved",
+                         quiet=quiet, estimate_s=estimate)
     columns, cells = memory_table(rows)
     finish_outputs(rows, columns, cells, markdown)
 
@@ -101,11 +110,13 @@ def memory_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
         if vs_eager:
             line.append(saved.vs_eager(r))
         line.append(row_note(r))
-        table.add_row(*line, style=row_style(r))
+        table.add_row(*line[:-1], short_note(note_parts(r)), style=row_style(r))
         cells.append(line)
     print_table(table, "saved for backward: distinct storages autograd keeps (parameters and the "
                        "input left out), exact; peak: one step over the baseline before it"
-                       + ("" if cuda else ", measured in a fresh process") + ".")
+                       + ("" if cuda else ", measured in a fresh process") + ".",
+                drop=("per token", "params", "dtype", "peak reserved", "saved vs eager",
+                      "vs baseline "))
     return [c.strip() for c in columns], cells
 
 

@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo
-from rnnbench.bench import published
-from rnnbench.bench.params import measure_params
 from rnnbench.commands import _options as opts
 from rnnbench.commands.common import (cli_errors, hidden_sizes_option, out, parse_variants,
                                       require_positive, select_cells)
@@ -43,6 +41,9 @@ def params(
     overwrite: bool = opts.OVERWRITE,
 ):
     """Count parameters of cells and variants, with the reduction against the baseline."""
+    from rnnbench.bench import published
+    from rnnbench.bench.params import measure_params
+
     prepare(json=json, csv=csv, markdown=markdown, inputs=[config], overwrite=overwrite)
     if config is not None:
         meta, table_rows = published.load(config)

@@ -12,7 +12,6 @@ from rich.table import Table
 from rnnbench.commands.common import cli_errors, out
 from rnnbench.commands.run import selected_cases
 from rnnbench.shard import estimate_cost, shard_loads
-from rnnbench.suite import is_params_table, read_toml
 
 
 def plan(
@@ -22,6 +21,8 @@ def plan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="counts and shard loads only"),
 ):
     """List a suite's cases (key, estimated cost) and their count, without running them."""
+    from rnnbench.suite import is_params_table, read_toml
+
     data = read_toml(suite)
     if is_params_table(data):
         from rnnbench.bench import published

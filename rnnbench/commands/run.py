@@ -8,22 +8,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 from rich.table import Table
 
-from rnnbench import envinfo
+from rnnbench import envinfo, metrics, progress
 from rnnbench.case import Case
-from rnnbench.bench.speed import pinned_threads
-from rnnbench.commands.common import check_devices, cli_errors, err, note, out
-from rnnbench.devices import pinned_to, set_threads
+from rnnbench.commands import _options as opts
+from rnnbench.commands._tables import case_text, print_plan, result_extras, short_note
+from rnnbench.commands.common import check_devices, cli_errors, fit_table, note, out
 from rnnbench.errors import RnnbenchError
 from rnnbench.outputs import Output, check_outputs, hold_locks
-from rnnbench.results import (IncrementalWriter, ResultFile, Row, fmt_count, fmt_si, fmt_time,
+from rnnbench.results import (IncrementalWriter, ResultFile, Row,
                               journal_path, read_results, size_label, write_outputs)
 from rnnbench.shard import machine_id, parse_shard, shard_cases
-from rnnbench.suite import (default_measure, is_params_table, parse_suite, read_toml,
-                            run_suite, measure_kwargs)
 
 RESULTS_DIR = Path("results")
 _STAMP = "%Y%m%d-%H%M%S"
@@ -48,6 +44,8 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
 
 def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
     """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
+    from rnnbench.suite import parse_suite
+
     s = parse_suite(data, suite)
     # settings the measure function does not take fail here, so `plan` refuses what `run` would
     measure_kwargs(default_measure(), s.settings, f"{suite}: [settings]")
@@ -121,13 +119,20 @@ def run(
                                          "(cpu, cuda, cuda:N, mps)"),
     rounds: int = typer.Option(1, "--rounds", help="measure the suite this many times, each pass "
                                "in a fresh process, and pool the samples (steadier medians on "
-                               "shared machines; see rnnbench/rounds.py)"),
+                               "shared machines)"),
     bench: Optional[str] = typer.Option(None, "--bench", help="only the cases of these benches "
                                         "(comma list: speed, memory, ...)"),
     shuffle: Optional[int] = typer.Option(None, "--shuffle", help="measure the cases in an order "
                                           "shuffled with this seed (rnnbench ab uses it)"),
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Run a suite: every case measured once, each row written as it finishes."""
+    # torch-heavy: imported when a suite runs, not when the CLI starts
+    from rnnbench.bench.speed import pinned_threads
+    from rnnbench.devices import pinned_to, set_threads
+    from rnnbench.suite import default_measure, is_params_table, measure_kwargs, read_toml, run_suite
+
     if rounds < 1:
         raise RnnbenchError(f"--rounds must be at least 1, got {rounds}")
     data = read_toml(suite)
@@ -139,6 +144,9 @@ def run(
         return
     s, where, cases = selected_cases(data, suite, device, shard)
     cases = ordered_cases(cases, bench, shuffle)
+    if dry_run:
+        print_plan(cases, s.name, min_run_time=_min_run_time(s.settings), dry_run=True)
+        return
     env = envinfo.collect(check_devices(c.device for c in cases) if cases else "cpu")
     measure = default_measure()
     measure_kwargs(measure, s.settings, f"{suite}: [settings]")  # a typo fails before any work
@@ -151,7 +159,7 @@ def run(
     _prepare_output(json_path, resume, overwrite, env)
     if rounds > 1:
         _run_rounds(suite, s, where, json_path, csv, rounds, resume=resume, overwrite=overwrite,
-                    shard=shard, device=device)
+                    shard=shard, device=device, quiet=quiet)
         return
     # pinned before any torch work (the run's yardstick starts torch's worker threads), and for
     # this run only
@@ -172,23 +180,26 @@ def run(
         if where:
             note(f"shard {where[0]}/{where[1]}: {len(cases)} of {len(s.cases)} cases")
 
-        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=err) as progress:
-            task = progress.add_task(s.name, total=len(cases))
+        estimate = print_plan(cases, s.name, min_run_time=_min_run_time(s.settings), quiet=quiet)
+        with progress.reporter(len(cases), s.name, quiet=quiet, estimate_s=estimate) as p:
+            started_at: dict[str, bool] = {}
 
             def started(case: Case) -> None:
-                progress.update(task, description=case.key)
+                started_at[case.key] = True
+                if case.backend == "compile":
+                    p.announce(f"{case_text(case)}: torch.compile first (timed apart)")
+                p.start(case_text(case))
 
             def finished(case: Case, row: Row) -> None:
-                progress.advance(task)
+                if not started_at.pop(case.key, False):
+                    p.skip(case_text(case), "already in the file")
+                    return
+                p.done(case_text(case), _result_text(row) + result_extras(row))
                 if row.status in ("oom", "failed"):
-                    progress.console.print(f"{row.status}: {case.key}: {row.reason}",
-                                           markup=False, highlight=False)
+                    p.announce(f"{row.status}: {case.key}: {row.reason}")
 
             report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
                                on_start=started, on_done=finished)
-            progress.update(task, description=s.name)
         print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
         resumed = f", {report.resumed} already in the file" if report.resumed else ""
         out.print(f"{report.measured} measured{resumed}; written to {json_path}"
@@ -197,8 +208,25 @@ def run(
             _print_targets(s, writer.result.results, suite, json_path, sharded=bool(where))
 
 
+def _min_run_time(settings: dict) -> float:
+    speed = settings.get("speed") if isinstance(settings.get("speed"), dict) else {}
+    value = speed.get("min_run_time", 1.0)
+    return value if isinstance(value, (int, float)) and value > 0 else 1.0
+
+
+def _result_text(row: Row) -> str:
+    """The headline of a finished case: its time, saved bytes or parameter count."""
+    if row.status != "ok":
+        return row.status
+    for name in ("time_s_median", "saved_bytes", "val_final", "params"):
+        if row.metrics.get(name) is not None:
+            return metrics.fmt(name, row.metrics[name])
+    return "ok"
+
+
 def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds: int, *,
-                resume: bool, overwrite: bool, shard: str | None, device: str | None) -> None:
+                resume: bool, overwrite: bool, shard: str | None, device: str | None,
+                quiet: bool = False) -> None:
     """Each round is a plain `rnnbench run` of the suite in a fresh process, into its own file under
     <json stem>.rounds/ (so an interrupted round resumes like any run); then the rounds are pooled
     into the --json file."""
@@ -224,7 +252,8 @@ def _run_rounds(suite: Path, s, where, json_path: Path, csv: Path | None, rounds
         cmd += ["--resume"] if f.exists() else []
         cmd += ["--shard", shard] if shard else []
         cmd += ["--device", device] if device else []
-        note(f"round {k}/{rounds}, a fresh process: {f}")
+        cmd += ["--quiet"] if quiet else []
+        progress.announce(f"round {k}/{rounds}, a fresh process: {f}", quiet=quiet)
         # the round's own table would repeat on stdout R times; its progress stays on stderr
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         try:
@@ -290,17 +319,10 @@ PREFERRED_METRICS = ("time_s_median", "tokens_per_s", "saved_bytes", "peak_alloc
 
 
 def _fmt_metric(name: str, v) -> str:
-    if v is None or isinstance(v, bool):
-        return "" if v is None else str(v)
-    if "bytes" in name:
-        return fmt_si(v, "B")
-    if name.endswith("_per_s"):
-        return fmt_si(v, "/s")
-    if name.startswith("time_s") or name.endswith("_s"):
-        return fmt_time(v)
-    if isinstance(v, int):
-        return fmt_count(v)
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    """A value in its metric's unit, as the metric registry declares it."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return metrics.fmt(name, v)
 
 
 def _metric_columns(rows: list[Row]) -> list[str]:
@@ -366,19 +388,23 @@ def _print_rows(rows: list[Row], title: str) -> None:
     # a column with one value says nothing per row: it goes in the caption instead
     varying = [k for k in fields[0] if len({f[k] for f in fields}) > 1 or k == "cell"]
     same = [f"{k} {fields[0][k]}" for k in fields[0] if k not in varying and fields[0][k]]
-    metrics = _metric_columns(rows)
+    shown = _metric_columns(rows)
     table = Table(title=title, caption=", ".join(same) or None)
     for k in varying:
         table.add_column(k)
     table.add_column("status")
-    for m in metrics:
-        table.add_column(m, justify="right")
-    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=50)
+    for m in shown:
+        # the registry's label; a number and its unit stay on one line
+        table.add_column(metrics.label(m), justify="right", no_wrap=True)
+    table.add_column("note")
     for r, f in zip(rows, fields):
         table.add_row(*[f[k] for k in varying], r.status,
-                      *[_fmt_metric(m, r.metrics.get(m)) for m in metrics],
-                      r.reason or "; ".join(r.warnings), style=STATUS_STYLE.get(r.status))
-    out.print(table)
+                      *[_fmt_metric(m, r.metrics.get(m)) for m in shown],
+                      short_note([r.reason] if r.reason else r.warnings),
+                      style=STATUS_STYLE.get(r.status))
+    # the last metrics go first, then the columns that say least per row
+    out.print(fit_table(table, [metrics.label(m) for m in reversed(shown[1:])]
+                        + ["dtype", "device", "mode", "bench"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,19 +8,19 @@ from typing import Optional
 import typer
 
 from rnnbench import envinfo
-from rnnbench.bench.dispatch import measure
-from rnnbench.bench.speed import SpeedSettings, busy_note, pinned_threads
 from rnnbench.commands import _options as opts
 from rnnbench.commands._cases import make_cases
 from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measure_cases,
-                                       new_table, print_table, row_note, row_style,
-                                       several_backends)
-from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err,
-                                      parse_backends, parse_int_list, parse_modes,
-                                      require_positive)
-from rnnbench.devices import pinned_to, set_threads
+                                       new_table, note_parts, print_plan, print_table, row_style,
+                                       several_backends, short_note)
+from rnnbench.commands.common import (cli_errors, device_option, dtype_option,
+                                      form_for_backends, note, parse_backends, parse_int_list,
+                                      parse_modes, require_positive)
 from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
+
+# the quick look of a bare `rnnbench speed`: 18 cases in about a minute on two CPUs
+QUICK_MIN_RUN_TIME = 0.5
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -30,10 +30,12 @@ def speed(
     variant: str = opts.VARIANT,
     irc: bool = opts.IRC,
     ihc: bool = opts.IHC,
-    form: str = typer.Option("paper", "--form", help=opts.FORM_HELP + "; native needs canonical"),
+    form: Optional[str] = typer.Option(None, "--form", help=opts.FORM_NATIVE_HELP),
     backend: str = opts.BACKEND,
-    mode: str = typer.Option("fwd,fwd+bwd", "--mode", "-m",
-                             help="fwd, fwd+bwd, bwd (by difference), a comma list, or all"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m",
+                                       help="fwd, fwd+bwd, bwd (by difference), a comma list, or "
+                                            "all [default: fwd,fwd+bwd; fwd+bwd for the quick "
+                                            "look of a bare `rnnbench speed`]"),
     batch: int = opts.BATCH,
     seq_len: int = opts.SEQ_LEN,
     input_size: int = opts.INPUT_SIZE,
@@ -44,8 +46,9 @@ def speed(
     pin: Optional[str] = typer.Option(None, "--pin-cpus", help="keep the measuring process on "
                                       "these CPUs, e.g. 1 or 0,1 (Linux): steadier numbers on a "
                                       "shared machine, with --threads to match"),
-    min_run_time: float = typer.Option(1.0, "--min-run-time",
-                                       help="seconds of timed samples per case at least"),
+    min_run_time: Optional[float] = typer.Option(
+        None, "--min-run-time", help="seconds of timed samples per case at least [default: 1; "
+                                     f"{QUICK_MIN_RUN_TIME} for the quick look]"),
     input_sets: int = typer.Option(4, "--input-sets", help="inputs rotated through while timing"),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="verify each backend against eager before timing it"),
@@ -57,27 +60,51 @@ def speed(
     instructions: bool = typer.Option(False, "--instructions", help="also count each CPU case's "
                                       "instructions per call under valgrind (deterministic, slow)"),
     overwrite: bool = opts.OVERWRITE,
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Time forward, forward+backward (a training step) or backward, with median, IQR and
-    throughput; each variant against its baseline, each backend against eager."""
+    throughput; each variant against its baseline, each backend against eager.
+
+    Without --cell and --mode it is a quick look (every cell, a training step, about a minute on
+    two CPUs); it says how to ask for the full sweep."""
+    from rnnbench.bench.dispatch import measure
+    from rnnbench.bench.speed import SpeedSettings, busy_note, pinned_threads
+    from rnnbench.devices import pinned_to, set_threads
+
     dev = device_option(device)
     dt = dtype_option(dtype)
+    quick = mode is None and cell == "all"
+    if quick and not dry_run:
+        note(f"a quick look: every cell, a training step (fwd+bwd) only, "
+             f"{min_run_time or QUICK_MIN_RUN_TIME:g} s of samples per case; the full sweep: "
+             "rnnbench speed --mode fwd,fwd+bwd --min-run-time 1, or rnnbench run "
+             "bench_configs/cpu.toml")
+    mode = mode or ("fwd+bwd" if quick else "fwd,fwd+bwd")
+    if min_run_time is None:
+        min_run_time = QUICK_MIN_RUN_TIME if quick else 1.0
     require_positive(("--min-run-time", min_run_time), ("--input-sets", input_sets),
                      ("--threads", threads))
     prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
+    backends = parse_backends(backend)
+    form = form_for_backends(form, backends)
     pinned = parse_int_list(pin, "--pin-cpus", minimum=0) if pin else None
     # before any torch work, so that torch's worker threads start on those CPUs too
     with pinned_to(pinned):
         set_threads(threads if threads is not None else pinned_threads(pinned))
         cases = make_cases("speed", cell=cell, variant=variant, irc=irc, ihc=ihc, form=form,
-                           backends=parse_backends(backend), modes=parse_modes(mode), device=str(dev),
+                           backends=backends, modes=parse_modes(mode), device=str(dev),
                            dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
                            hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
                            pru_output_map=pru_output_map)
+        estimate = print_plan(cases, "speed", min_run_time=min_run_time, quiet=quiet,
+                              dry_run=dry_run)
+        if dry_run:
+            return
         settings = SpeedSettings(min_run_time=min_run_time, input_sets=input_sets, check=check,
                                  pin_cpus=pinned)
         if dev.type == "cpu" and (busy := busy_note()):
-            err.print(f"note: {busy}", highlight=False, markup=False)
+            note(busy)
         env = envinfo.collect(str(dev))
         if json:  # the yardstick `compare --normalize` divides by, measured in this run's conditions
             from rnnbench.commands.run import measure_reference
@@ -86,7 +113,8 @@ def speed(
         writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
         counts = _count_instructions(cases) if instructions else {}
         rows = measure_cases(cases, lambda case: _with_count(measure(case, speed=settings), counts),
-                             writer, lambda row: fmt_time(row.metrics.get("time_s_median")))
+                             writer, lambda row: fmt_time(row.metrics.get("time_s_median")),
+                             quiet=quiet, estimate_s=estimate)
         columns, cells = speed_table(rows)
         finish_outputs(rows, columns, cells, markdown)
 
@@ -95,8 +123,8 @@ def _count_instructions(cases) -> dict[str, float]:
     """Counted before any timing, in one valgrind process (torch imports once, slowly)."""
     from rnnbench.bench import instructions
     instructions.require()
-    err.print(f"counting instructions of {len(cases)} cases under valgrind (about 20 s to start, "
-              "then each case about 50x its normal time)", highlight=False, markup=False)
+    note(f"counting instructions of {len(cases)} cases under valgrind (about 20 s to start, "
+         "then each case about 50x its normal time)")
     return instructions.count(cases)
 
 
@@ -117,9 +145,10 @@ def speed_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     cells = []
     for r in rows:
         m = r.metrics
-        note = row_note(r)
+        parts = note_parts(r)
         if m.get("compile_time_s") is not None:
-            note = (note + "; " if note else "") + f"compile {fmt_time(m['compile_time_s'])}"
+            parts.append(f"compile {fmt_time(m['compile_time_s'])}")
+        note = "; ".join(parts)
         line = [case_label(r), r.backend, r.mode, r.dtype,
                 fmt_time(m.get("time_s_median")) if r.status == "ok" else r.status,
                 fmt_time(m.get("time_s_iqr")), fmt_time(m.get("time_s_min")),
@@ -131,11 +160,12 @@ def speed_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
         line += [fmt_si(m.get("instructions"))] if counted else []
         line += [note]
         noisy = any(w.startswith("noisy") or "noisy:" in w for w in r.warnings)
-        table.add_row(*line, style=row_style(r, warn=noisy))
+        table.add_row(*line[:-1], short_note(parts), style=row_style(r, warn=noisy))
         cells.append(line)
     print_table(table, "samples: n×calls per sample; vs baseline: time ÷ the baseline variant's "
                        "(same cell, backend, mode); FLOP/s: matrix products only "
-                       "(torch.utils.flop_counter).")
+                       "(torch.utils.flop_counter); notes in full: --json or --markdown.",
+                drop=("FLOP/s", "samples", "min", "dtype", "tokens/s", "IQR", "mode"))
     return columns, cells
 
 

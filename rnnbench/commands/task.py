@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from rnnbench import envinfo
+from rnnbench import envinfo, progress
 from rnnbench.cells.registry import get
 from rnnbench.commands import _options as opts
-from rnnbench.commands.common import (check_devices, cli_errors, device_option, err,
+from rnnbench.commands.common import (check_devices, cli_errors, device_option,
                                       hidden_sizes_option, out, parse_variants, require_positive,
                                       select_cells)
 from rnnbench.errors import RnnbenchError
 from rnnbench.outputs import prepare
 from rnnbench.results import (IncrementalWriter, Row, atomic_write_text, fmt_count, fmt_time,
                               to_markdown)
-from rnnbench.tasks.data import ADDING_TRIVIAL_MSE, TaskSpec
-from rnnbench.tasks.train import (Run, TrainConfig, backend_names, execute, load_suite, parse_cell,
-                                  plan_runs, relabel, run_key)
 
 # With TrainConfig's defaults (1200 steps, batch 32, Adam 5e-3) a GRU at M = 64 passed MSE 0.01 on
 # the adding problem at T = 100 by step 500-600 for seeds 0-4 on a 2-core CPU: half the step budget,
@@ -29,11 +27,19 @@ DEFAULT_HIDDEN = "64"
 TASK_DEFAULTS = {"adding": {"seq_len": 100},
                  "memorization": {"targets": 5, "interfere": 20, "alphabet": 8},
                  "copy": {"targets": 5, "interfere": 20, "alphabet": 8}}
-_D, _A, _C = TrainConfig(), TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
+_A, _C = TASK_DEFAULTS["adding"], TASK_DEFAULTS["copy"]
+# TrainConfig's defaults, repeated so that the help does not import torch (rnnbench.tasks does);
+# tests/test_cli_fast.py checks that they match TrainConfig()
+TRAIN_DEFAULTS = {"steps": 1200, "batch": 32, "lr": 5e-3, "clip": 1.0, "eval_every": 50,
+                  "val_size": 1000, "seed": 0}
+_D = SimpleNamespace(**TRAIN_DEFAULTS)
+# the main names of rnnbench.backends.BACKENDS, eager first (an unknown name gets the whole list);
+# the same test checks them
+BACKEND_NAMES = ("eager", "compile", "native", "fused", "triton")
 
 
 def task(
-    name: Optional[str] = typer.Argument(None, metavar="[TASK]",
+    name: Optional[str] = typer.Argument(None, metavar="TASK",
                                          help="adding, memorization (memorisation) or copy"),
     cell: str = typer.Option("gru", "--cell", "-c", help=opts.CELL_HELP),
     variant: str = typer.Option("baseline", "--variant", "-v",
@@ -72,7 +78,8 @@ def task(
     device: Optional[str] = typer.Option(None, "--device", "-d",
                                          help="cpu or cuda (cuda:N); default: cpu, or the config's"),
     backend: str = typer.Option("eager", "--backend",
-                                help=f"implementation to train: {', '.join(backend_names())}"),
+                                help=f"implementation to train: {', '.join(BACKEND_NAMES)} (or a variant of "
+                                     "fused/triton)"),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="CPU threads for torch (default 1: these small recurrent steps "
                                 "run faster on one, and a busy machine slows two a lot)"),
@@ -87,9 +94,13 @@ def task(
     json: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON (with curves)"),
     markdown: Optional[Path] = opts.MARKDOWN,
     overwrite: bool = opts.OVERWRITE,
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Train cells on the adding, memorisation or copy task; report final and best validation
     score, parameters and time per step, with the learning curve in the result file."""
+    from rnnbench.tasks.train import load_suite
+
     overrides = {"steps": steps, "batch": batch, "lr": lr, "clip": clip, "eval_every": eval_every,
                  "val_size": val_size, "seed": seed, "device": device,
                  "stop_when_solved": stop_when_solved}
@@ -113,11 +124,18 @@ def task(
     else:
         check_devices((r.cfg.device for r in plan), what=str(config or "the task"))
     require_positive(("--threads", threads))
+    if dry_run:
+        for i, r in enumerate(plan, 1):
+            print(f"{i:>4}  {r.task.label} {r.spec.display} M={','.join(map(str, r.hidden_sizes))} "
+                  f"({r.cfg.steps} steps)")
+        print(progress.plan_line(len(plan), None, "task") + " (dry run: nothing trained)")
+        return
+    progress.announce(progress.plan_line(len(plan), None, "task"), quiet=quiet)
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
-        rows = _train_all(plan, title, json, csv, resume, verbose)
+        rows = _train_all(plan, title, json, csv, resume, verbose, quiet)
     finally:
         torch.set_num_threads(before)  # a caller in the same process (tests) keeps its setting
     columns, cells = _print_tables(rows, title)
@@ -127,6 +145,9 @@ def task(
 
 def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_params, reference,
                      seq_len, targets, interfere, alphabet, overrides, backend, options) -> list[Run]:
+    from rnnbench.tasks.data import TaskSpec
+    from rnnbench.tasks.train import TrainConfig, parse_cell, plan_runs
+
     task_name = TaskSpec.make(name).name
     given = {"seq_len": seq_len, "targets": targets, "interfere": interfere, "alphabet": alphabet}
     flag = {"seq_len": "--seq-len", "targets": "--targets", "interfere": "--interfere",
@@ -145,45 +166,52 @@ def _plan_from_flags(name, cell, variant, form, hidden_size, layers, matched_par
                      options=options, backend=backend)
 
 
-def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose) -> list[Row]:
+def _train_all(plan: list[Run], title: str, json_path, csv_path, resume, verbose,
+               quiet: bool = False) -> list[Row]:
     writer = IncrementalWriter(envinfo.collect(plan[0].cfg.device), envinfo.provenance(),
                                json_path=json_path, csv_path=csv_path, resume=resume)
     try:
-        return _train_rows(plan, writer, json_path, verbose)
+        with progress.reporter(len(plan), "task", quiet=quiet) as p:
+            return _train_rows(plan, writer, json_path, verbose, p)
     finally:
         writer.close()
 
 
-def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose) -> list[Row]:
+def _train_rows(plan: list[Run], writer: IncrementalWriter, json_path, verbose,
+                p: progress.Reporter) -> list[Row]:
+    from rnnbench.tasks.train import execute, relabel, run_key
+
     done = {r.key: r for r in writer.result.results if r.status in ("ok", "unsupported")}
     trained: dict[tuple, Row] = {}
     rows = []
-    for i, run in enumerate(plan, 1):
-        what = (f"[{i}/{len(plan)}] {run.task.label} {run.spec.display}"
+    for run in plan:
+        what = (f"task {run.task.label} {run.spec.display}"
                 f"{'' if run.spec.form == 'paper' else ' (' + run.spec.form + ')'} "
                 f"M={','.join(map(str, run.hidden_sizes))}")
         if run.identity in trained:
+            p.start(what)
             row = relabel(trained[run.identity], run)
         else:
             if run_key(run) in done:
-                err.print(f"{what}: done in {json_path}, kept", highlight=False, soft_wrap=True)
+                p.skip(what, f"done in {json_path}, kept")
                 rows.append(done[run_key(run)])
                 continue
 
             def on_eval(step, value, what=what, metric=run.task.metric):
                 if verbose:
-                    err.print(f"{what} step {step}: {metric} {value:.4g}", highlight=False, soft_wrap=True)
+                    p.announce(f"{what} step {step}: {metric} {value:.4g}")
 
+            p.start(what)
             row = execute(run, on_eval)
             trained[run.identity] = row
         m = row.metrics
         if row.status != "ok":
-            err.print(f"{what}: {row.status}: {row.reason}", highlight=False, soft_wrap=True)
+            p.done(what, f"{row.status}: {row.reason}")
             writer.add(row)
             rows.append(row)
             continue
-        err.print(f"{what}: {row.labels['metric']} {m['val_final']:.4g} (best {m['val_best']:.4g}), "
-                  f"{m['steps']} steps in {m['train_time_s']:.0f} s", highlight=False, soft_wrap=True)
+        p.done(what, f"{row.labels['metric']} {m['val_final']:.4g} (best {m['val_best']:.4g}), "
+                     f"{m['steps']} steps in {m['train_time_s']:.0f} s")
         writer.add(row)
         rows.append(row)
     return rows
@@ -200,6 +228,7 @@ def _print_tables(rows: list[Row], title: str) -> tuple[list[str], list[list[str
     for (group, task_label, matched), grp in groups.items():
         first = grp[0]
         metric = first.labels["metric"]
+        from rnnbench.tasks.data import ADDING_TRIVIAL_MSE
         trivial = (ADDING_TRIVIAL_MSE if metric == "val_mse"
                    else 1.0 / int(first.labels.get("alphabet", 1)))
         line_to_beat = (f"trivial MSE 1/6 = {trivial:.4f} (always predict 1) is the line to beat"

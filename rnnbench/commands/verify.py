@@ -8,11 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from rnnbench import envinfo
-from rnnbench.backends import BACKENDS
-from rnnbench.bench.verify import SIZES, verify_case, verify_cases
+from rnnbench import envinfo, progress
 from rnnbench.commands import _options as opts
-from rnnbench.commands.common import (cli_errors, device_option, dtype_option, err, out,
+from rnnbench.commands.common import (cli_errors, device_option, dtype_option, out,
                                       parse_choices, parse_one, parse_variants, select_cells)
 from rnnbench.outputs import prepare
 from rnnbench.results import ResultFile, to_markdown, write_outputs, atomic_write_text
@@ -34,9 +32,14 @@ def verify(
     json: Optional[Path] = opts.JSON,
     markdown: Optional[Path] = opts.MARKDOWN,
     overwrite: bool = opts.OVERWRITE,
+    quiet: bool = opts.QUIET,
+    dry_run: bool = opts.DRY_RUN,
 ):
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
+    from rnnbench.backends import BACKENDS
+    from rnnbench.bench.verify import SIZES, verify_case, verify_cases
+
     dev = device_option(device)
     dtype = dtype_option(dtype)
     prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
@@ -48,10 +51,19 @@ def verify(
     fold_list = parse_choices(folds, "--fold", ("auto", "on", "off"), noun="fold path")
     specs, _ = select_cells(cell, variants)
     cases = verify_cases(specs, backends, dtype, str(dev), sizes, fold_list)
+    if dry_run:
+        for i, case in enumerate(cases, 1):
+            print(f"{i:>4}  {case.key}")
+        print(progress.plan_line(len(cases), None, "verify") + " (dry run: nothing checked)")
+        return
+    progress.announce(progress.plan_line(len(cases), None, "verify"), quiet=quiet)
     rows = []
-    for i, case in enumerate(cases, 1):
-        err.print(f"[{i}/{len(cases)}] {case.key}", highlight=False)
-        rows.append(verify_case(case))
+    with progress.reporter(len(cases), "verify", quiet=quiet) as p:
+        for case in cases:
+            p.start(case.key)
+            row = verify_case(case)
+            p.done(case.key, {"ok": "pass", "failed": "FAIL"}.get(row.status, row.status))
+            rows.append(row)
     columns = ["cell", "backend", "fold", "T×B×N×M", "output", "states", "gradients", "result"]
     table = Table(title=f"verify on {dev} ({dtype}): relative error against eager")
     for c in columns:
