@@ -21,7 +21,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -203,34 +202,56 @@ def _alternate(plan: Plan, k: int, entry: dict) -> None:
     wait(proc, log, k, "base and head")
 
 
-def run_rounds(plan: Plan, *, resume: bool, say=lambda text: None) -> dict[str, list[ResultFile]]:
-    """Every round of the plan; each side's result files, round by round."""
+class _Silent:
+    """A progress reporter that says nothing (rnnbench.progress.Reporter's interface)."""
+
+    def start(self, desc): pass
+    def done(self, desc, result="", seconds=None): pass
+    def skip(self, desc, why): pass
+    def announce(self, text): pass
+
+
+def steps(plan: Plan) -> int:
+    """Processes a job starts: the progress bar's total."""
+    return plan.rounds * (1 if plan.mode == "alternate" else 2)
+
+
+def run_rounds(plan: Plan, *, resume: bool, progress=None) -> dict[str, list[ResultFile]]:
+    """Every round of the plan; each side's result files, round by round. ``progress`` is a
+    rnnbench.progress Reporter with a step per process."""
+    p = progress or _Silent()
     files: dict[str, list[ResultFile]] = {s: [] for s in SIDES}
-    started = time.monotonic()
     for entry in plan.schedule:
         k = entry["round"]
+        where = f"round {k}/{plan.rounds}"
         todo = [s for s in entry["order"]
                 if not (resume and complete(round_file(plan.workdir, k, s)))]
-        eta = ""
-        if k > 1:
-            per_round = (time.monotonic() - started) / (k - 1)
-            eta = f" (eta {_duration(per_round * (plan.rounds - k + 1))})"
-        if plan.mode == "alternate" and todo:
-            say(f"round {k}/{plan.rounds}: base and head in one process, sample by sample{eta}")
-            _alternate(plan, k, entry)
+        if plan.mode == "alternate":
+            if todo:
+                p.start(f"{where}: base and head in one process")
+                _alternate(plan, k, entry)
+                p.done(f"{where}: base and head in one process", "done")
+            else:
+                p.skip(f"{where}", "already in the work folder")
         elif plan.duet and len(todo) == 2:
-            say(f"round {k}/{plan.rounds}: base and head at once "
-                f"(base on CPU {entry['cpus']['base']}, head on CPU {entry['cpus']['head']}){eta}")
+            desc = (f"{where}: base (CPU {entry['cpus']['base']}) and head "
+                    f"(CPU {entry['cpus']['head']}) at once")
+            p.start(desc)
             procs = [(start(plan, k, s, entry), s) for s in todo]
             for (proc, log), s in procs:
                 wait(proc, log, k, s)
+            p.done(desc, "done")
+            p.done(desc, "done")  # two processes: two steps
         else:
-            for s in todo:
-                say(f"round {k}/{plan.rounds}: {s}"
-                    + (f" (first of the round)" if s == entry["order"][0] else "") + eta)
+            for s in entry["order"]:
+                desc = f"{where}: {s}" + (" (first)" if s == entry["order"][0] else " (second)")
+                if s not in todo:
+                    p.skip(desc, "already in the work folder")
+                    continue
+                p.start(desc)
                 proc, log = start(plan, k, s, entry)
                 wait(proc, log, k, s)
-                eta = ""
+                p.done(desc, "done")
         for s in SIDES:
             files[s].append(read_results(round_file(plan.workdir, k, s)))
     return files
@@ -249,11 +270,6 @@ def count_sides(plan: Plan, cases, say=lambda text: None) -> dict[str, dict[str,
         jobs = {s: pool.submit(instructions.count, cases, path_first=plan.side_path(s),
                                workdir=plan.workdir / f"callgrind-{s}") for s in SIDES}
         return {s: job.result() for s, job in jobs.items()}
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def check_sides(files: dict[str, list[ResultFile]], plan: Plan) -> list[str]:

@@ -16,7 +16,6 @@ writes one ordinary result file per side, as `rnnbench run` would.
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 from pathlib import Path
 

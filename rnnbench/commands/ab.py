@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from rnnbench.commands.common import cli_errors, note, out
+from rnnbench import progress
+from rnnbench.commands.common import cli_errors, fit_table, out
 from rnnbench.errors import RnnbenchError
 
 STYLES = {"slower": "red", "changed": "red", "more": "red", "failed": "red", "faster": "green",
@@ -91,15 +92,17 @@ def ab(
         raise RnnbenchError(warn)
     plan = _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json,
                  opts.normalize, time_stat, resume)
-    say = (lambda text: None) if quiet else note
-    say(f"ab: {len(cases)} cases ({timed} timed) x {rounds} rounds, mode {mode}, seed {plan.seed}, "
-        f"CPU {plan.cpus or 'not pinned'}, {threads} thread(s); files in {plan.workdir}")
+    progress.announce(f"ab: {len(cases)} cases ({timed} timed) x {rounds} rounds, mode {mode}, "
+                      f"seed {plan.seed}, CPU {plan.cpus or 'not pinned'}, {threads} thread(s); "
+                      f"files in {plan.workdir}", quiet=quiet)
     t0 = time.monotonic()
-    files = A.run_rounds(plan, resume=resume, say=say)
+    with progress.reporter(A.steps(plan), "ab", quiet=quiet) as p:
+        files = A.run_rounds(plan, resume=resume, progress=p)
     notes = A.check_sides(files, plan)
     counts = None
     if instructions:
-        counts = A.count_sides(plan, [c for c in cases if c.bench == "speed"], say=say)
+        counts = A.count_sides(plan, [c for c in cases if c.bench == "speed"],
+                               say=lambda text: progress.announce(text, quiet=quiet))
     verdicts = A.judge(files, opts, counts)
     wall = time.monotonic() - t0
     _print(verdicts, plan, opts, notes, wall)
@@ -205,7 +208,8 @@ def _cells(v) -> list[str]:
     from rnnbench import metrics as M
     name = v.metric.split(" ")[0]
     fmt = (lambda x: M.fmt(name, x)) if v.metric else (lambda x: "")
-    interval = "" if v.low is None else f"[{v.low:.3f}, {v.high:.3f}]"
+    interval = "" if v.low is None else (
+        "too few rounds" if v.low <= 0 or math.isinf(v.high) else f"[{v.low:.3f}, {v.high:.3f}]")
     return [v.key, v.metric, fmt(v.base), fmt(v.head),
             "" if v.ratio is None else f"{v.ratio:.4f}", interval, str(v.rounds or ""),
             v.verdict.upper() if v.regression else v.verdict, v.note]
@@ -223,7 +227,7 @@ def _print(verdicts, plan, opts, notes, wall) -> None:
         style = STYLES.get(v.verdict)
         table.add_row(*_cells(v), style=("bold " + style) if v.regression and style else style)
     if shown:
-        out.print(table)
+        out.print(fit_table(table, ["note", "rounds", "base", "head", "metric"]))
     hidden = len(verdicts) - len(shown)
     if hidden:
         out.print(f"{hidden} exact or memory comparisons are the same (--json has them)",

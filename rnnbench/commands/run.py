@@ -44,7 +44,7 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
 
 def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
     """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
-    from rnnbench.suite import parse_suite
+    from rnnbench.suite import default_measure, measure_kwargs, parse_suite
 
     s = parse_suite(data, suite)
     # settings the measure function does not take fail here, so `plan` refuses what `run` would
