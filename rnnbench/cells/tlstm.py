@@ -7,7 +7,8 @@ loop is elementwise only.
 import torch
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
+from rnnbench.cells.family import Coefficients, Family, dsig
+from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
 
@@ -43,18 +44,45 @@ class TLSTM(Cell):
         return o * c, (c, x_t)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+def update(gates, a, h, c, x, beta):
+    f, o = gates
+    c = torch.lerp(a, c, f)                                  # c' = f⊙c + (1−f)⊙a
+    return o * c, c                                          # h' = o⊙c'
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    f, o = S[:, :, 0], S[:, :, 1]
+    return Coefficients(Kq=o, Kc=((Cp - A) * dsig(f)).unsqueeze(2), Ko=Cn * dsig(o), F=f)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Q * (1 - S[:, :, 0]), None, None                  # da = q (1−f)
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    cn = a + s0 * (c - a)
+    return s1 * cn, cn
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    q = gc + g * s1
+    d0 = q * (c - a) * dsig(s0)
+    d1 = g * cn * dsig(s1)
+    return d0, d1, zero, q * (1.0 - s0), zero, q * s0, zero
+
+
+FAMILY = register_family(Family("tlstm", ("F", "O"), update, coefficients, input_grads, has_c=True,
+                                triton_update=triton_update, triton_backward=triton_backward))
+
+
 @register("tlstm", "irc", kind="irc", requires_square=True,
           equations="v = x + α⊙(ω_V⊙h); f,o = σ(W_{F,O} v); a = W_A x; c' = f⊙c + (1−f)⊙a; h' = o⊙c'")
 @register("tlstm", "ihc", kind="ihc", requires_square=True,
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(ω_V⊙h); then as IRC-T-LSTM")
 class RegulatedTLSTM(RegulatedCell):
     title = "T-LSTM"
-    gates = ("F", "O")
+    family = FAMILY
     diagonal_feedback = True
-    state_names = ("h", "c")
-
-    def update(self, gates, a, x_t, state):
-        (h, c), (f, o) = state, gates
-        c = torch.lerp(a, c, f)
-        h = o * c
-        return h, (h, c)
