@@ -20,7 +20,7 @@ import tempfile
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90)
-    ap.add_argument("--families", default="gru,lstm,sru,tlstm,fastgrnn,pru")
+    ap.add_argument("--families", default="all", help="comma-separated, or all (every declared family)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--precision", default="ieee", choices=["ieee", "tf32"])
     ap.add_argument("--all-configs", action="store_true", help="every autotuning configuration")
@@ -34,12 +34,12 @@ def main(argv=None) -> int:
 
     import kernels
     import kernels.irc_triton as kt
+    from rnnbench.cells import declared_families, get_family
 
     target = GPUTarget("cuda", args.arch, 32)
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     f32_ptrs = {"GHD_IN", "GC_IN", "GHD_OUT", "GC_OUT", "DCT", "DH0", "DC0", "DIRN", "DIR"}
     int_args = {"B", "M", "T", "N", "K", "KZ", "GM"}
-    n_gates = {"gru": 2, "lstm": 3, "sru": 2, "tlstm": 2, "fastgrnn": 1, "pru": 1}
 
     def compile_one(fn, dt, consts, warps):
         sig = {}
@@ -64,26 +64,28 @@ def main(argv=None) -> int:
 
     step_cfgs = kt._STEP_CONFIGS if args.all_configs else kt._STEP_CONFIGS[:1]
     mps = sorted({16, max(16, triton.next_power_of_2(kernels.PERSISTENT_MAX_M))})
-    for fam in args.families.split(","):
-        G = n_gates[fam]
-        base = dict(FAMILY=kt.FAMILY_CODE[fam], G=G, HAS_C=fam in kt.HAS_C, PREC=args.precision,
-                    UPCAST=False)
+    fams = ([f for f in declared_families() if f.has_triton] if args.families == "all"
+            else [get_family(n) for n in args.families.split(",")])
+    for family in fams:
+        fam = family.name
+        fwd = dict(kt._forward_constants(family), PREC=args.precision, UPCAST=False)
+        bwd = dict(kt._backward_constants(family), PREC=args.precision, UPCAST=False)
         for dt in args.dtypes.split(","):
             for bb, bm, bk, w in step_cfgs:
                 blocks = dict(BLOCK_B=bb, BLOCK_M=bm, BLOCK_K=bk)
                 print(f"{fam} {dt} _fwd_step {blocks} warps={w}: ", end="", flush=True)
-                print(compile_one(kt._fwd_step, dt, {**base, **blocks}, w), flush=True)
+                print(compile_one(kt._fwd_step, dt, {**fwd, **blocks}, w), flush=True)
                 # (HAS_NEXT, NEXT_PRODUCT, NEXT_DIRECT): folded and full feedback send δ_{t+1} back
                 # through a product; diagonal feedback (SRU, T-LSTM) unfolded IRC through a direct
                 # term only, IHC through both
                 variants = [(True, True, False), (False, True, False)]
-                if fam in ("sru", "tlstm"):
+                if family.diagonal_feedback:
                     variants += [(True, False, True), (True, True, True)]
                 for has_next, prod, direct in variants:
                     print(f"{fam} {dt} _bwd_step {blocks} HAS_NEXT={has_next} NEXT_PRODUCT={prod} "
                           f"NEXT_DIRECT={direct} warps={w}: ", end="", flush=True)
-                    consts = {**base, **blocks, "H_DIRECT": fam in kt.H_DIRECT, "HAS_NEXT": has_next,
-                              "NEXT_PRODUCT": prod, "NEXT_DIRECT": direct}
+                    consts = {**bwd, **blocks, "HAS_NEXT": has_next, "NEXT_PRODUCT": prod,
+                              "NEXT_DIRECT": direct}
                     print(compile_one(kt._bwd_step, dt, consts, w), flush=True)
             for mp in mps:
                 cfgs = [triton.Config(dict(BLOCK_B=bb), num_warps=w) for bb, w in kt._PERSISTENT_CONFIGS]
@@ -92,11 +94,10 @@ def main(argv=None) -> int:
                     cfgs = cfgs[:1]
                 for c in cfgs:
                     bb, w = c.kwargs["BLOCK_B"], c.num_warps
-                    for fn, extra in ((kt._fwd_persistent, {}),
-                                      (kt._bwd_persistent, {"H_DIRECT": fam in kt.H_DIRECT})):
+                    for fn, consts in ((kt._fwd_persistent, fwd), (kt._bwd_persistent, bwd)):
                         print(f"{fam} {dt} {fn.__name__} MP={mp} BLOCK_B={bb} warps={w}: ", end="",
                               flush=True)
-                        print(compile_one(fn, dt, {**base, **extra, "BLOCK_B": bb, "MP": mp}, w),
+                        print(compile_one(fn, dt, {**consts, "BLOCK_B": bb, "MP": mp}, w),
                               flush=True)
     # the first product of the two-product steps: independent of the family
     for dt in args.dtypes.split(","):

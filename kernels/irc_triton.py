@@ -34,18 +34,16 @@ tl.dot is wrong in Triton 3.x, dot operands are upcast to float32 first (UPCAST)
 from __future__ import annotations
 
 import os
+import types
 
 import torch
 import triton
 import triton.language as tl
 from triton import knobs
 
-INTERPRET = bool(knobs.runtime.interpret)
+from rnnbench.cells import family as family_math
 
-FAMILY_CODE = {"gru": 0, "lstm": 1, "sru": 2, "tlstm": 3, "fastgrnn": 4, "pru": 5}
-HAS_C = {"lstm", "sru", "tlstm"}
-#: families whose h_{t-1} also enters the update directly (not only through the gates)
-H_DIRECT = {"gru", "fastgrnn", "pru"}
+INTERPRET = bool(knobs.runtime.interpret)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -62,6 +60,11 @@ def _tanh(x):
     e = tl.exp(-2.0 * tl.abs(x))
     t = (1.0 - e) / (1.0 + e)
     return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _dsig(s):
+    return s * (1.0 - s)
 
 
 @triton.jit
@@ -148,78 +151,37 @@ def _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G: tl.constexpr, PREC: t
     return _gates(acc0, acc1, acc2, wxp, msk, M, G)
 
 
-@triton.jit
-def _update(FAMILY: tl.constexpr, s0, s1, s2, a, h, c, x, beta):
-    """The state update from the gates (float32 blocks): returns (h_t, c_t)."""
-    hn = h
-    cn = c
-    if FAMILY == 0:      # GRU: h' = h + i (r a − h)
-        hn = h + s0 * (s1 * a - h)
-    elif FAMILY == 1:    # LSTM: c' = f c + i a; h' = o tanh(c')
-        cn = s0 * c + s1 * a
-        hn = s2 * _tanh(cn)
-    elif FAMILY == 2:    # SRU: c' = a + f (c − a); h' = x + p (c' − x)
-        cn = a + s0 * (c - a)
-        hn = x + s1 * (cn - x)
-    elif FAMILY == 3:    # T-LSTM: c' = a + f (c − a); h' = o c'
-        cn = a + s0 * (c - a)
-        hn = s1 * cn
-    elif FAMILY == 4:    # FastGRNN: h' = β a + f (h − β a)
-        ba = beta * a
-        hn = ba + s0 * (h - ba)
-    else:                # PRU: s' = a + c (s − a)
-        hn = a + s0 * (h - a)
-    return hn, cn
+def _device(fn):
+    """A family's plain-Python update (rnnbench/cells/<family>.py) as a Triton device function: the
+    names it calls besides arithmetic (tanh, sigmoid, dsig) bound to Triton's versions."""
+    scope = dict(fn.__globals__, tl=tl, tanh=_tanh, sigmoid=_sigmoid, dsig=_dsig)
+    return triton.jit(types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__,
+                                         fn.__closure__))
 
 
-@triton.jit
-def _update_backward(FAMILY: tl.constexpr, g, gc, s0, s1, s2, a, h, c, cn, x, beta):
-    """Derivative of the update. g: dL/dh_t (total), gc: dL/dc_t from step t+1.
+_DEVICE: dict = {}
 
-    Returns (δ_0, δ_1, δ_2) (gate pre-activation gradients), d a_t, direct dh_{t-1}, dc_{t-1}, dx_t.
-    """
-    zero = g * 0.0
-    d0 = zero
-    d1 = zero
-    d2 = zero
-    dh = zero
-    dc = zero
-    dx = zero
-    if FAMILY == 0:      # GRU
-        d0 = g * (s1 * a - h) * s0 * (1.0 - s0)
-        d1 = g * s0 * a * s1 * (1.0 - s1)
-        da = g * s0 * s1
-        dh = g * (1.0 - s0)
-    elif FAMILY == 1:    # LSTM
-        tc = _tanh(cn)
-        q = gc + g * s2 * (1.0 - tc * tc)
-        d0 = q * c * s0 * (1.0 - s0)
-        d1 = q * a * s1 * (1.0 - s1)
-        d2 = g * tc * s2 * (1.0 - s2)
-        da = q * s1
-        dc = q * s0
-    elif FAMILY == 2:    # SRU
-        q = gc + g * s1
-        d0 = q * (c - a) * s0 * (1.0 - s0)
-        d1 = g * (cn - x) * s1 * (1.0 - s1)
-        da = q * (1.0 - s0)
-        dc = q * s0
-        dx = g * (1.0 - s1)
-    elif FAMILY == 3:    # T-LSTM
-        q = gc + g * s1
-        d0 = q * (c - a) * s0 * (1.0 - s0)
-        d1 = g * cn * s1 * (1.0 - s1)
-        da = q * (1.0 - s0)
-        dc = q * s0
-    elif FAMILY == 4:    # FastGRNN
-        d0 = g * (h - beta * a) * s0 * (1.0 - s0)
-        da = g * beta * (1.0 - s0)
-        dh = g * s0
-    else:                # PRU
-        d0 = g * (h - a) * s0 * (1.0 - s0)
-        da = g * (1.0 - s0)
-        dh = g * s0
-    return d0, d1, d2, da, dh, dc, dx
+
+def family_constants(fam) -> dict:
+    """What the generic kernels need to know of a family, as constexpr arguments: its update and
+    derivative (compiled once per family declaration), its gate count and which tensors it reads."""
+    fns = _DEVICE.get(id(fam))
+    if fns is None or fns[0] is not fam:
+        fns = _DEVICE[id(fam)] = (fam, _device(fam.triton_update), _device(fam.triton_backward))
+    return dict(UPDATE=fns[1], UPDATE_BWD=fns[2], G=fam.n_gates, HAS_C=fam.has_c,
+                READS_X=fam.reads_x, HAS_BETA=fam.has_beta)
+
+
+def _forward_constants(fam) -> dict:
+    consts = family_constants(fam)
+    del consts["UPDATE_BWD"]
+    return consts
+
+
+def _backward_constants(fam) -> dict:
+    consts = family_constants(fam)
+    del consts["UPDATE"]
+    return dict(consts, H_DIRECT=fam.h_direct)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +190,8 @@ def _update_backward(FAMILY: tl.constexpr, g, gc, s0, s1, s2, a, h, c, cn, x, be
 
 @triton.jit
 def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
-              FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+              UPDATE: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, READS_X: tl.constexpr,
+              HAS_BETA: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
@@ -244,11 +207,11 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
     beta = 0.0
     if HAS_C:
         c = tl.load(CP + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 2:
+    if READS_X:
         x = tl.load(XT + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
-    hn, cn = _update(FAMILY, s0, s1, s2, a, h, c, x, beta)
+    hn, cn = UPDATE(s0, s1, s2, a, h, c, x, beta)
     tl.store(HN + sp, hn.to(HN.dtype.element_ty), mask=msk)
     if HAS_C:
         tl.store(CN + sp, cn.to(CN.dtype.element_ty), mask=msk)
@@ -257,8 +220,8 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
 @triton.jit
 def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OUT, GC_OUT,
               DXT, B, M, K, KZ, stride_wx, stride_z,
-              FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, H_DIRECT: tl.constexpr,
-              HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
+              UPDATE_BWD: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, READS_X: tl.constexpr,
+              HAS_BETA: tl.constexpr, H_DIRECT: tl.constexpr, HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
@@ -296,12 +259,12 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
         c = tl.load(CP + sp, mask=msk, other=0.0).to(tl.float32)
         cn = tl.load(CN + sp, mask=msk, other=0.0).to(tl.float32)
         gc = tl.load(GC_IN + sp, mask=msk, other=0.0)
-    if FAMILY == 2:
+    if READS_X:
         x = tl.load(XT + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     # (3) the family's derivative
-    d0, d1, d2, da, dh, dc, dx = _update_backward(FAMILY, g, gc, s0, s1, s2, a, h, c, cn, x, beta)
+    d0, d1, d2, da, dh, dc, dx = UPDATE_BWD(g, gc, s0, s1, s2, a, h, c, cn, x, beta)
     dwp = DWX + rb[:, None] * stride_wx + rm[None, :]
     ty = DWX.dtype.element_ty
     tl.store(dwp, d0.to(ty), mask=msk)
@@ -314,7 +277,7 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
         tl.store(GHD_OUT + sp, dh, mask=msk)
     if HAS_C:
         tl.store(GC_OUT + sp, dc, mask=msk)
-    if FAMILY == 2:
+    if READS_X:
         tl.store(DXT + sp, dx.to(DXT.dtype.element_ty), mask=msk)
 
 
@@ -425,7 +388,8 @@ def _load_r(R, g: tl.constexpr, M, rj, rm, mj, mm):
 
 @triton.jit
 def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
-                    FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    UPDATE: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    READS_X: tl.constexpr, HAS_BETA: tl.constexpr,
                     BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
@@ -443,16 +407,16 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
     if HAS_C:
         c = tl.load(C0 + sp, mask=msk, other=0.0).to(tl.float32)
     beta = 0.0
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     for t in range(0, T):
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
         s0, s1, s2, a = _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G, PREC, UPCAST)
         x = c
-        if FAMILY == 2:
+        if READS_X:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        hn, cn = _update(FAMILY, s0, s1, s2, a, h.to(tl.float32), c, x, beta)
+        hn, cn = UPDATE(s0, s1, s2, a, h.to(tl.float32), c, x, beta)
         hn = tl.where(msk, hn, 0.0).to(ty)               # rounded to storage, as the backward sees it
         tl.store(OUT + t * B * M + sp, hn, mask=msk)
         if HAS_C:
@@ -464,7 +428,8 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
 
 @triton.jit
 def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B, M, stride_wx,
-                    FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    UPDATE_BWD: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    READS_X: tl.constexpr, HAS_BETA: tl.constexpr,
                     H_DIRECT: tl.constexpr, BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
@@ -483,7 +448,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
         rt2 = _load_rt(R, 2, M, rm, rm, mm, mm)
         r2 = _load_r(R, 2, M, rm, rm, mm, mm)
     beta = 0.0
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     gc = zero
@@ -511,10 +476,10 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
         if HAS_C:
             c = tl.load(C + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
             cn = tl.load(C + (t + 1) * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        if FAMILY == 2:
+        if READS_X:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        d0, d1, d2, da, dh, dc, dx = _update_backward(FAMILY, g, gc, s0, s1, s2, a, hp.to(tl.float32),
-                                                      c, cn, x, beta)
+        d0, d1, d2, da, dh, dc, dx = UPDATE_BWD(g, gc, s0, s1, s2, a, hp.to(tl.float32), c, cn, x,
+                                                beta)
         d0 = tl.where(msk, d0, 0.0)
         d1 = tl.where(msk, d1, 0.0)
         d2 = tl.where(msk, d2, 0.0)
@@ -528,7 +493,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
             p2 = d2.to(ty)
             tl.store(dwp + 2 * M, p2, mask=msk)
         tl.store(dwp + G * M, da.to(ty), mask=msk)
-        if FAMILY == 2:
+        if READS_X:
             tl.store(DX + t * B * M + sp, dx.to(DX.dtype.element_ty), mask=msk)
         if H_DIRECT:
             ghd = tl.where(msk, dh, 0.0)
@@ -588,14 +553,15 @@ else:  # pragma: no cover - needs a GPU
     # every kernel is idempotent (inputs and outputs never alias), so the autotuner may rerun it.
     # K (product input width) and KZ (width of the backward's product operand) tell the folded path
     # (K = M, KZ = G·M) from the two-product ones (K = N, KZ = N or 2N) at equal M.
-    _key = ["M", "FAMILY", "G"]
+    _key = ["M", "UPDATE", "G"]
     _prune = {"early_config_prune": _prune_persistent}
-    fwd_step = triton.autotune(_step_configs(), key=["M", "K", "FAMILY", "G"])(_fwd_step)
-    bwd_step = triton.autotune(_step_configs(), key=["M", "K", "KZ", "FAMILY", "G"])(_bwd_step)
+    fwd_step = triton.autotune(_step_configs(), key=["M", "K", "UPDATE", "G"])(_fwd_step)
+    bwd_step = triton.autotune(_step_configs(), key=["M", "K", "KZ", "UPDATE_BWD", "G"])(_bwd_step)
     mix_step = triton.autotune(_step_configs("BLOCK_N"), key=["M", "N", "IHC", "DIAG"])(_mix_step)
     dd_step = triton.autotune(_step_configs("BLOCK_N"), key=["N", "GM", "IHC", "DIAG"])(_dd_step)
     fwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_fwd_persistent)
-    bwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_bwd_persistent)
+    bwd_persistent = triton.autotune(_persistent_configs(), key=["M", "UPDATE_BWD", "G"],
+                                     prune_configs_by=_prune)(_bwd_persistent)
 
 
 def kernels_are_interpreted() -> bool:
@@ -613,9 +579,28 @@ def _precision():
     return prec
 
 
-def _common(family: str, wx, M):
-    G = wx.shape[-1] // M - 1
-    return dict(FAMILY=FAMILY_CODE[family], G=G, PREC=_precision(), UPCAST=INTERPRET), G
+def _dot_constants() -> dict:
+    return dict(PREC=_precision(), UPCAST=INTERPRET)
+
+
+def _launch(name: str, grid, args: dict, *, dummy, **constants) -> None:
+    """Launch kernel ``name`` (e.g. "fwd_step") with named arguments. A pointer the kernel's flags
+    leave unread (no cell state, no β, ...) may be omitted: it gets ``dummy``, a valid tensor never
+    dereferenced."""
+    given = {**args, **constants}
+    missing = [n for n in globals()["_" + name].arg_names if n not in given and n not in _TUNED]
+    unknown = [n for n in missing if n not in _OPTIONAL]
+    if unknown:  # pragma: no cover - a host-side bug
+        raise TypeError(f"{name}: missing arguments {unknown}")
+    globals()[name][grid](**given, **{n: dummy for n in missing})
+
+
+#: constexprs the autotuner (or the interpreter configuration) supplies
+_TUNED = {"BLOCK_B", "BLOCK_M", "BLOCK_N", "BLOCK_K"}
+#: pointers a kernel reads or writes only under a flag (cell state, β, x, the next step, IHC, ...)
+_OPTIONAL = {"CP", "CN", "XT", "BETA", "ZN", "V", "DIRN", "GHD_IN", "GC_IN", "GHD_OUT", "GC_OUT",
+             "DXT", "UV", "GAM", "VEC", "HG", "GT", "KT", "Z", "DIR", "C0", "C", "X", "DX", "DC0",
+             "DCT"}
 
 
 def _step_grid(B, width, col="BLOCK_M"):
@@ -656,205 +641,229 @@ def _repoison(*bufs):
                 b.fill_(float("nan"))
 
 
+
+
 # ---------------------------------------------------------------------------------------------------
-# host entry points
+# host entry points (kernels/__init__.py documents Layer and TwoProduct)
 # ---------------------------------------------------------------------------------------------------
 
-def irc_forward(family, R, wx, x, h0, C, beta, out, *, mode="step"):
-    """Forward time loop of one IRC layer. Fills out[t] = h_t and (c families) C[t+1] = c_t.
+def _interp(extra):
+    return extra if INTERPRET else {}
 
-    R (GM, M), wx (T, B, (G+1)M), x (T, B, M) (read by SRU only), h0 (B, M), C (T+1, B, M) with C[0] =
-    c_0 or None, beta (1,) or None, out (T, B, M). All contiguous, same dtype and device.
-    """
+
+def _persistent_meta(M):
+    extra = dict(BLOCK_B=_INTERP_PERSISTENT_BLOCK_B) if INTERPRET else {}
+    return dict(MP=max(16, triton.next_power_of_2(M)), **extra)
+
+
+def irc_forward(layer, R, *, mode="step"):
+    """Forward time loop of one folded IRC layer. Fills out[t] = h_t and (cell state) C[t+1] = c_t."""
+    fam, wx, x, out, C = layer.family, layer.wx, layer.x, layer.out, layer.C
     T, B, W1 = wx.shape
-    M = h0.shape[-1]
-    h0 = h0.contiguous()
+    M = layer.h0.shape[-1]
+    h0 = layer.h0.contiguous()
     _check(R, wx, x, C, out)
-    meta, G = _common(family, wx, M)
-    has_c = family in HAS_C
-    dummy = wx
-    Cp = C if has_c else dummy
-    bp = beta if beta is not None else dummy
-    xp = x if family == "sru" else dummy
+    consts = dict(_forward_constants(fam), **_dot_constants())
+    optional = dict(BETA=layer.beta) if fam.has_beta else {}
     if mode == "persistent":
-        extra = {} if not INTERPRET else dict(BLOCK_B=_INTERP_PERSISTENT_BLOCK_B)
-        MP = max(16, triton.next_power_of_2(M))
-        fwd_persistent[_persistent_grid(B)](h0, Cp, wx, xp, R, bp, out, Cp, T, B, M, W1,
-                                            HAS_C=has_c, MP=MP, **meta, **extra)
+        args = dict(H0=h0, WX=wx, R=R, OUT=out, T=T, B=B, M=M, stride_wx=W1, **optional)
+        if fam.has_c:
+            args.update(C0=C, C=C)
+        if fam.reads_x:
+            args.update(X=x)
+        _launch("fwd_persistent", _persistent_grid(B), args, dummy=wx, **consts, **_persistent_meta(M))
         return
-    extra = _INTERP_STEP if INTERPRET else {}
     grid = _step_grid(B, M)
     for t in range(T):
         hp = h0 if t == 0 else out[t - 1]
-        fwd_step[grid](hp, hp, Cp[t] if has_c else dummy, wx[t], xp[t] if family == "sru" else dummy,
-                       R, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, M, W1,
-                       HAS_C=has_c, **meta, **extra)
+        args = dict(HP=hp, PIN=hp, WX=wx[t], W=R, HN=out[t], B=B, M=M, K=M, stride_wx=W1, **optional)
+        if fam.has_c:
+            args.update(CP=C[t], CN=C[t + 1])
+        if fam.reads_x:
+            args.update(XT=x[t])
+        _launch("fwd_step", grid, args, dummy=wx, **consts, **_interp(_INTERP_STEP))
 
 
-def irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX, *, mode="step"):
-    """Reverse time loop of one IRC layer. Fills dWX[..., :GM] = δ_t and dWX[..., GM:] = d a_t.
+def irc_backward(layer, R, dout, dcT, dWX, *, mode="step"):
+    """Reverse time loop of one folded IRC layer. Fills dWX[..., :GM] = δ_t and dWX[..., GM:] = d a_t.
 
-    Returns (dh0, dc0 or None, dx or None): dx is SRU's direct highway gradient (T, B, M).
+    Returns (dh0, dc0 or None, dx or None): dx is the direct gradient of x (families reading x).
     """
+    fam, wx, x, C, h0 = layer.family, layer.wx, layer.x, layer.C, layer.h0
     T, B, W1 = wx.shape
     M = h0.shape[-1]
-    meta, G = _common(family, wx, M)
-    GM = G * M
-    has_c, h_direct = family in HAS_C, family in H_DIRECT
+    GM = fam.n_gates * M
     dout = dout.contiguous()
-    _check(R, wx, x, out, C, dWX)
-    Hp = torch.cat((h0.unsqueeze(0), out[:-1]), 0).contiguous()
-    dummy = wx
-    bp = beta if beta is not None else dummy
-    xp = x if family == "sru" else dummy
-    Cp = C if has_c else dummy
-    gc0 = _gc0(dcT, h0) if has_c else dummy
-    dx = _poisoned(wx, T, B, M) if family == "sru" else None
-    dxp = dx if dx is not None else dummy
+    _check(R, wx, x, layer.out, C, dWX)
+    Hp = torch.cat((h0.unsqueeze(0), layer.out[:-1]), 0).contiguous()
+    consts = dict(_backward_constants(fam), **_dot_constants())
+    gc0 = _gc0(dcT, h0) if fam.has_c else None
+    dx = _poisoned(wx, T, B, M) if fam.reads_x else None
+    optional = dict(BETA=layer.beta) if fam.has_beta else {}
     if mode == "persistent":
-        extra = {} if not INTERPRET else dict(BLOCK_B=_INTERP_PERSISTENT_BLOCK_B)
-        MP = max(16, triton.next_power_of_2(M))
         dh0 = _poisoned(wx, B, M, dtype=torch.float32)
-        dc0 = _poisoned(wx, B, M, dtype=torch.float32) if has_c else None
-        bwd_persistent[_persistent_grid(B)](R, Hp, Cp, wx, xp, bp, dout, gc0, dWX, dxp, dh0,
-                                            dc0 if has_c else dummy, T, B, M, W1,
-                                            HAS_C=has_c, H_DIRECT=h_direct, MP=MP, **meta, **extra)
-        return dh0.to(h0.dtype), dc0.to(h0.dtype) if has_c else None, dx
-    extra = _INTERP_STEP if INTERPRET else {}
+        dc0 = _poisoned(wx, B, M, dtype=torch.float32) if fam.has_c else None
+        args = dict(R=R, HPREV=Hp, WX=wx, DOUT=dout, DWX=dWX, DH0=dh0, T=T, B=B, M=M, stride_wx=W1,
+                    **optional)
+        if fam.has_c:
+            args.update(C=C, DCT=gc0, DC0=dc0)
+        if fam.reads_x:
+            args.update(X=x, DX=dx)
+        _launch("bwd_persistent", _persistent_grid(B), args, dummy=wx, **consts, **_persistent_meta(M))
+        return dh0.to(h0.dtype), dc0.to(h0.dtype) if fam.has_c else None, dx
     grid = _step_grid(B, M)
-    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
-    cur = 0
+    carry = _Carries(wx, B, M, fam, gc0)
     for t in range(T - 1, -1, -1):
-        nxt = 1 - cur
-        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
+        carry.repoison_next()
         # folded, step t+1 reaches h_t only through δ_{t+1} R: Z = δ_{t+1} (inside dWX), V = R
-        bwd_step[grid](dWX[t + 1] if t < T - 1 else dWX[t], R, dummy, Hp[t], Hp[t], R,
-                       Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
-                       wx[t], xp[t] if family == "sru" else dummy, bp, dout[t],
-                       ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
-                       dx[t] if dx is not None else dummy, B, M, M, GM, W1, W1,
-                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=t < T - 1, NEXT_PRODUCT=True,
-                       NEXT_DIRECT=False, **meta, **extra)
-        cur = nxt
-    dP0 = dWX[0, :, :GM].float()
-    base = ghd[cur] if h_direct else torch.zeros_like(h0, dtype=torch.float32)
-    dh0 = torch.addmm(base, dP0, R.float())
-    dc0 = gcs[cur].to(h0.dtype) if has_c else None
-    return dh0.to(h0.dtype), dc0, dx
+        args = dict(ZN=dWX[t + 1] if t < T - 1 else dWX[t], V=R, HP=Hp[t], PIN=Hp[t], W=R, WX=wx[t],
+                    DOUT=dout[t], DWX=dWX[t], B=B, M=M, K=M, KZ=GM, stride_wx=W1, stride_z=W1,
+                    **carry.args(), **optional)
+        _step_optional(args, fam, C, x, dx, t)
+        _launch("bwd_step", grid, args, dummy=wx, HAS_NEXT=t < T - 1, NEXT_PRODUCT=True,
+                NEXT_DIRECT=False, **consts, **_interp(_INTERP_STEP))
+        carry.swap()
+    base = carry.ghd_now() if fam.h_direct else torch.zeros_like(h0, dtype=torch.float32)
+    dh0 = torch.addmm(base, dWX[0, :, :GM].float(), R.float())
+    return dh0.to(h0.dtype), carry.gc_now(h0.dtype), dx
+
+
+def _step_optional(args, fam, C, x, dx, t):
+    """The per-step pointers a family reads only under its flags, added to a _bwd_step launch."""
+    if fam.has_c:
+        args.update(CP=C[t], CN=C[t + 1])
+    if fam.reads_x:
+        args.update(XT=x[t], DXT=dx[t])
 
 
 def _gc0(dcT, h0):
     return dcT.float().contiguous() if dcT is not None else torch.zeros_like(h0, dtype=torch.float32)
 
 
-def _carries(like, B, M, h_direct, has_c, gc0):
-    """float32 ping-pong pairs for the direct part of dh and for dc: a launch reads one, writes the other."""
-    ghd = [_poisoned(like, B, M, dtype=torch.float32) for _ in range(2)] if h_direct else [like, like]
-    gcs = [gc0, _poisoned(like, B, M, dtype=torch.float32)] if has_c else [like, like]
-    return ghd, gcs
+class _Carries:
+    """float32 ping-pong pairs for the direct part of dh and for dc: a launch reads one, writes the
+    other, then they swap."""
+
+    def __init__(self, like, B, M, fam, gc0):
+        self.fam, self.cur = fam, 0
+        self.ghd = [_poisoned(like, B, M, dtype=torch.float32) for _ in range(2)] if fam.h_direct else None
+        self.gcs = [gc0, _poisoned(like, B, M, dtype=torch.float32)] if fam.has_c else None
+
+    def args(self) -> dict:
+        cur, nxt = self.cur, 1 - self.cur
+        a = {}
+        if self.ghd is not None:
+            a.update(GHD_IN=self.ghd[cur], GHD_OUT=self.ghd[nxt])
+        if self.gcs is not None:
+            a.update(GC_IN=self.gcs[cur], GC_OUT=self.gcs[nxt])
+        return a
+
+    def repoison_next(self):
+        nxt = 1 - self.cur
+        _repoison(self.ghd[nxt] if self.ghd else None, self.gcs[nxt] if self.gcs else None)
+
+    def swap(self):
+        self.cur = 1 - self.cur
+
+    def ghd_now(self):
+        return self.ghd[self.cur]
+
+    def gc_now(self, dtype):
+        return self.gcs[self.cur].to(dtype) if self.gcs is not None else None
 
 
-def two_product_forward(family, wx, x, h0, C, beta, out, *, Wg, UV=None, vec=None, Gam=None, hg=None):
+def _mix_args(ops, hp, t, x, D, B, M, N) -> dict:
+    args = dict(HP=hp, D=D, B=B, M=M, N=N)
+    if not ops.diagonal:
+        args.update(UV=ops.UV)
+    if ops.vec is not None:
+        args.update(VEC=ops.vec)
+    if ops.ihc:
+        args.update(GAM=ops.Gam, HG=ops.hg[t], XT=x[t])
+    return args
+
+
+def two_product_forward(layer, ops):
     """Forward time loop of one unfolded-IRC or IHC layer: per step _mix_step (h_{t-1} → d_t) then
-    _fwd_step (d_t W_gᵀ, gates, update). Fills out and C as :func:`irc_forward`.
-
-    Wg (GM, N); UV (N, M), or None for diagonal feedback (N = M); vec (N): α (IRC), α⊙ω_V (IRC,
-    diagonal) or ω_V (IHC, diagonal), else None; Gam (N, M): Γ acting on h (IHC) or None; hg (T, B, N):
-    W_G x + b_G (IHC). x (T, B, N).
-    """
+    _fwd_step (d_t W_gᵀ, gates, update). Fills out and C as :func:`irc_forward`."""
+    fam, wx, x, out, C = layer.family, layer.wx, layer.x, layer.out, layer.C
     T, B, W1 = wx.shape
-    M, N = h0.shape[-1], Wg.shape[1]
-    h0 = h0.contiguous()
-    ihc, diag = Gam is not None, UV is None
-    _check(wx, x, C, out, Wg, UV, vec, Gam, hg)
-    meta, G = _common(family, wx, M)
-    mix_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
-    has_c = family in HAS_C
-    dummy = wx
-    Cp = C if has_c else dummy
-    bp = beta if beta is not None else dummy
+    M, N = layer.h0.shape[-1], ops.Wg.shape[1]
+    h0 = layer.h0.contiguous()
+    _check(wx, x, C, out, ops.Wg, ops.UV, ops.vec, ops.Gam, ops.hg)
+    consts = dict(_forward_constants(fam), **_dot_constants())
+    mix_consts = dict(IHC=ops.ihc, DIAG=ops.diagonal, **_dot_constants(), **_interp(_INTERP_MIX))
+    optional = dict(BETA=layer.beta) if fam.has_beta else {}
     D = _poisoned(wx, B, N)                    # d_t: written by _mix_step, read by _fwd_step
-    grid = _step_grid(B, M)
-    grid_n = _step_grid(B, N, "BLOCK_N")
-    extra = _INTERP_STEP if INTERPRET else {}
-    extra_n = _INTERP_MIX if INTERPRET else {}
+    grid, grid_n = _step_grid(B, M), _step_grid(B, N, "BLOCK_N")
     for t in range(T):
         hp = h0 if t == 0 else out[t - 1]
         _repoison(D)
-        mix_step[grid_n](hp, UV if not diag else dummy, Gam if ihc else dummy,
-                         vec if vec is not None else dummy, hg[t] if ihc else dummy,
-                         x[t] if ihc else dummy, D, B, M, N, **mix_meta, **extra_n)
-        fwd_step[grid](hp, D, Cp[t] if has_c else dummy, wx[t], x[t] if family == "sru" else dummy,
-                       Wg, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, N, W1,
-                       HAS_C=has_c, **meta, **extra)
+        _launch("mix_step", grid_n, _mix_args(ops, hp, t, x, D, B, M, N), dummy=wx, **mix_consts)
+        args = dict(HP=hp, PIN=D, WX=wx[t], W=ops.Wg, HN=out[t], B=B, M=M, K=N, stride_wx=W1,
+                    **optional)
+        if fam.has_c:
+            args.update(CP=C[t], CN=C[t + 1])
+        if fam.reads_x:
+            args.update(XT=x[t])
+        _launch("fwd_step", grid, args, dummy=wx, **consts, **_interp(_INTERP_STEP))
 
 
-def two_product_backward(family, wx, x, h0, out, C, beta, dout, dcT, dWX, DD, *, Wg, D, UV=None,
-                         vec=None, Gam=None, V=None, g=None, Kgp=None):
+def _next_operand(ops, N):
+    """What step t+1 sends back to h_t: Z·V (a product, V and the width KZ of Z), and DIR
+    (elementwise, diagonal feedback), or both."""
+    if ops.ihc:
+        return (ops.Gam, N) if ops.diagonal else (ops.V, 2 * N)
+    return (None, 0) if ops.diagonal else (ops.UV, N)
+
+
+def two_product_backward(layer, ops, dout, dcT, dWX):
     """Reverse time loop of one unfolded-IRC or IHC layer: per step _dd_step (δ_{t+1} → DD_{t+1} and
-    the rows Z, DIR) then _bwd_step. Fills dWX as :func:`irc_backward` and DD (T, B, N) = δ_t W_g.
-
-    Operands as :func:`two_product_forward`, plus what torch recomputed before the loop, each (T, B, N):
-    D (d_t, the gates' product input), and for IHC g and Kgp (the gate and its derivative factor);
-    V = [U_V; Γ] (2N, M) for IHC with full U_V. Returns (dh0, dc0 or None, dx or None) as
-    :func:`irc_backward` (dx: SRU's highway part only; the IHC part of dx comes from DD afterwards).
-    """
+    the rows Z, DIR) then _bwd_step. Fills dWX as :func:`irc_backward` and ops.DD = δ_t W_g."""
+    fam, wx, x, C, h0 = layer.family, layer.wx, layer.x, layer.C, layer.h0
     T, B, W1 = wx.shape
-    M, N = h0.shape[-1], Wg.shape[1]
-    meta, G = _common(family, wx, M)
-    GM = G * M
-    ihc, diag = Gam is not None, UV is None
-    has_c, h_direct = family in HAS_C, family in H_DIRECT
+    M, N = h0.shape[-1], ops.Wg.shape[1]
+    GM = fam.n_gates * M
     dout = dout.contiguous()
-    _check(wx, x, out, C, dWX, DD, Wg, D, UV, vec, Gam, V, g, Kgp)
-    Hp = torch.cat((h0.unsqueeze(0), out[:-1]), 0).contiguous()
-    dummy = wx
-    bp = beta if beta is not None else dummy
-    Cp = C if has_c else dummy
-    gc0 = _gc0(dcT, h0) if has_c else dummy
-    dx = _poisoned(wx, T, B, M) if family == "sru" else None
-    # what step t+1 sends back to h_t: Z·V (a product), DIR (elementwise, diagonal feedback), or both
-    if ihc:
-        Vz, KZ = (Gam, N) if diag else (V, 2 * N)
-    else:
-        Vz, KZ = (None, 0) if diag else (UV, N)
-    next_product = Vz is not None
-    Z = _poisoned(wx, B, KZ) if next_product else dummy
-    DIR = _poisoned(wx, B, M, dtype=torch.float32) if diag else None
-    dd_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
-    grid = _step_grid(B, M)
-    grid_n = _step_grid(B, N, "BLOCK_N")
-    extra = _INTERP_STEP if INTERPRET else {}
-    extra_n = _INTERP_MIX if INTERPRET else {}
+    _check(wx, x, layer.out, C, dWX, ops.DD, ops.Wg, ops.D, ops.UV, ops.vec, ops.Gam, ops.V, ops.g,
+           ops.Kgp)
+    Hp = torch.cat((h0.unsqueeze(0), layer.out[:-1]), 0).contiguous()
+    consts = dict(_backward_constants(fam), **_dot_constants())
+    gc0 = _gc0(dcT, h0) if fam.has_c else None
+    dx = _poisoned(wx, T, B, M) if fam.reads_x else None
+    Vz, KZ = _next_operand(ops, N)
+    Z = _poisoned(wx, B, KZ) if Vz is not None else None
+    DIR = _poisoned(wx, B, M, dtype=torch.float32) if ops.diagonal else None
+    dd_consts = dict(IHC=ops.ihc, DIAG=ops.diagonal, **_dot_constants(), **_interp(_INTERP_MIX))
+    grid, grid_n = _step_grid(B, M), _step_grid(B, N, "BLOCK_N")
+    optional = dict(BETA=layer.beta) if fam.has_beta else {}
 
     def dd_launch(t):
-        _repoison(Z if next_product else None, DIR)
-        dd_step[grid_n](dWX[t], Wg, vec if vec is not None else dummy, g[t] if ihc else dummy,
-                        Kgp[t] if ihc else dummy, DD[t], Z, DIR if diag else dummy, B, N, GM, W1,
-                        **dd_meta, **extra_n)
+        _repoison(Z, DIR)
+        args = dict(DP=dWX[t], WG=ops.Wg, DD=ops.DD[t], B=B, N=N, GM=GM, stride_dp=W1)
+        args.update({k: v for k, v in dict(VEC=ops.vec, Z=Z, DIR=DIR).items() if v is not None})
+        if ops.ihc:
+            args.update(GT=ops.g[t], KT=ops.Kgp[t])
+        _launch("dd_step", grid_n, args, dummy=wx, **dd_consts)
 
-    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
-    cur = 0
+    carry = _Carries(wx, B, M, fam, gc0)
     for t in range(T - 1, -1, -1):
-        nxt = 1 - cur
         has_next = t < T - 1
         if has_next:
             dd_launch(t + 1)
-        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
-        bwd_step[grid](Z, Vz if next_product else dummy, DIR if diag else dummy, Hp[t], D[t], Wg,
-                       Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
-                       wx[t], x[t] if family == "sru" else dummy, bp, dout[t],
-                       ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
-                       dx[t] if dx is not None else dummy, B, M, N, KZ, W1, KZ,
-                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=has_next,
-                       NEXT_PRODUCT=next_product, NEXT_DIRECT=diag, **meta, **extra)
-        cur = nxt
+        carry.repoison_next()
+        args = dict(HP=Hp[t], PIN=ops.D[t], W=ops.Wg, WX=wx[t], DOUT=dout[t], DWX=dWX[t], B=B, M=M,
+                    K=N, KZ=KZ, stride_wx=W1, stride_z=KZ, **carry.args(), **optional)
+        args.update({k: v for k, v in dict(ZN=Z, V=Vz, DIRN=DIR).items() if v is not None})
+        _step_optional(args, fam, C, x, dx, t)
+        _launch("bwd_step", grid, args, dummy=wx, HAS_NEXT=has_next, NEXT_PRODUCT=Vz is not None,
+                NEXT_DIRECT=ops.diagonal, **consts, **_interp(_INTERP_STEP))
+        carry.swap()
     # step 0 sends its gradient to h_0: the same two launches' worth, the second in torch
     dd_launch(0)
-    dh0 = ghd[cur].clone() if h_direct else torch.zeros_like(h0, dtype=torch.float32)
-    if next_product:
+    dh0 = carry.ghd_now().clone() if fam.h_direct else torch.zeros_like(h0, dtype=torch.float32)
+    if Vz is not None:
         dh0.addmm_(Z.float(), Vz.float())
-    if diag:
+    if ops.diagonal:
         dh0 += DIR
-    dc0 = gcs[cur].to(h0.dtype) if has_c else None
-    return dh0.to(h0.dtype), dc0, dx
+    return dh0.to(h0.dtype), carry.gc_now(h0.dtype), dx

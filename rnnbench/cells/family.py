@@ -20,10 +20,13 @@ The functions a family declares (shapes: every argument is a tensor of the same 
 ``coefficients(S, A, X, Hp, Cp, Cn, beta) -> Coefficients``
     torch, for all steps at once ((T, B, M) each; S is (T, B, G, M), the gates). The hand-written
     backward (rnnbench/fused.py) runs its reverse loop on these; see :class:`Coefficients`.
-``input_grads(S, A, Gh, Q, beta) -> (da, dx, dbeta)``
-    torch, after the reverse loop: the gradient of the candidate a_t, the direct gradient of x_t
-    (None unless the family reads x) and of β ((1,) or None). Gh is the total gradient of h_t, Q
-    that of c_t (None without a cell state).
+``input_grads(S, A, Gh, Q, beta) -> (da, dx)``
+    torch, after the reverse loop: the gradient of the candidate a_t and the direct gradient of x_t
+    (None unless the family reads x). Gh is the total gradient of h_t, Q that of c_t (None without
+    a cell state).
+``beta_grad(dA, A, beta) -> dβ (1,)``
+    families with β only: dβ from the candidate's gradient dA over all steps (every path has dA;
+    the kernels keep nothing else).
 ``triton_update(s0, s1, s2, a, h, c, x, beta) -> (h', c')`` and
 ``triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta) -> (d0, d1, d2, da, dh, dc, dx)``
     the same update and its derivative on float32 blocks, written with arithmetic operators and
@@ -95,6 +98,9 @@ class Family:
     has_c: bool = False          # a second state c_t that is not fed back
     reads_x: bool = False        # the update reads x_t (SRU's highway)
     has_beta: bool = False       # a scalar β = σ(θ_β) in the update (FastGRNN)
+    #: the regulated input feeds back ω_V⊙h (elementwise, so N = M) instead of U_V h (SRU, T-LSTM)
+    diagonal_feedback: bool = False
+    beta_grad: Callable | None = None
     triton_update: Callable | None = None
     triton_backward: Callable | None = None
     #: torch.nn module computing this family's canonical baseline (the `native` backend), or None

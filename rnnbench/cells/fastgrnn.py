@@ -93,8 +93,11 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    w = Gh * (1 - S[:, :, 0])
-    return w * beta, None, (w * A).sum().reshape(1)          # da = g β (1−f), dβ = Σ g (1−f) a
+    return Gh * (1 - S[:, :, 0]) * beta, None                # da = g β (1−f)
+
+
+def beta_grad(dA, A, beta):
+    return ((dA * A).sum() / beta).reshape(1)                # dβ = Σ g (1−f) a = Σ da a / β
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):
@@ -109,7 +112,7 @@ def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
 
 
 FAMILY = register_family(Family("fastgrnn", ("F",), update, coefficients, input_grads,
-                                has_beta=True, triton_update=triton_update,
+                                has_beta=True, beta_grad=beta_grad, triton_update=triton_update,
                                 triton_backward=triton_backward))
 
 

@@ -32,6 +32,7 @@ class RegulatedCell(Cell):
         fam = cls.__dict__.get("family")
         if fam is not None:
             cls.gates = fam.gates
+            cls.diagonal_feedback = fam.diagonal_feedback
             if "state_names" not in cls.__dict__:
                 cls.state_names = fam.state_names()
 

@@ -65,7 +65,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Q * (1 - S[:, :, 0]), Gh * (1 - S[:, :, 1]), None  # da = q (1−f), dx = g (1−p)
+    return Q * (1 - S[:, :, 0]), Gh * (1 - S[:, :, 1])  # da = q (1−f), dx = g (1−p)
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):
@@ -82,7 +82,7 @@ def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
 
 
 FAMILY = register_family(Family("sru", ("F", "P"), update, coefficients, input_grads, has_c=True,
-                                reads_x=True, triton_update=triton_update,
+                                reads_x=True, diagonal_feedback=True, triton_update=triton_update,
                                 triton_backward=triton_backward))
 
 
@@ -94,4 +94,3 @@ FAMILY = register_family(Family("sru", ("F", "P"), update, coefficients, input_g
 class RegulatedSRU(RegulatedCell):
     title = "SRU"
     family = FAMILY
-    diagonal_feedback = True

@@ -58,7 +58,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Q * (1 - S[:, :, 0]), None, None                  # da = q (1−f)
+    return Q * (1 - S[:, :, 0]), None                  # da = q (1−f)
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):
@@ -75,7 +75,8 @@ def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
 
 
 FAMILY = register_family(Family("tlstm", ("F", "O"), update, coefficients, input_grads, has_c=True,
-                                triton_update=triton_update, triton_backward=triton_backward))
+                                diagonal_feedback=True, triton_update=triton_update,
+                                triton_backward=triton_backward))
 
 
 @register("tlstm", "irc", kind="irc", requires_square=True,
@@ -85,4 +86,3 @@ FAMILY = register_family(Family("tlstm", ("F", "O"), update, coefficients, input
 class RegulatedTLSTM(RegulatedCell):
     title = "T-LSTM"
     family = FAMILY
-    diagonal_feedback = True
