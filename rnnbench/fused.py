@@ -7,6 +7,8 @@ Every regulated cell (rnnbench/cells/regulated.py) computes per step
 
 where ``d_t = α⊙(U_V h_{t-1})`` (IRC) or ``d_t = g_t⊙(U_V h_{t-1} − x_t)`` (IHC, with
 ``g_t = σ(W_G x_t + Γ h_{t-1} + b_G)``); SRU and T-LSTM use ``ω_V⊙h`` in place of ``U_V h``.
+Nothing here knows a family: ``update`` and its derivative coefficients come from the family's
+declaration (rnnbench/cells/family.py), the products of ``W_g d_t`` from rnnbench/recurrences.py.
 
 What this module does with that (docs/kernels.md has the derivations):
 
@@ -14,7 +16,7 @@ What this module does with that (docs/kernels.md has the derivations):
   done by autograd outside the time loop.
 * **Folding (IRC only).** ``W_g(α⊙(U_V h)) = R h`` with ``R = W_g·diag(α)·U_V`` (G·M × M), formed once
   per forward by autograd, so a step is one (B×M)·(M×G·M) product instead of two through the N-wide
-  bottleneck. :func:`choose_fold` is the cost model; ``fold=True/False`` forces either.
+  bottleneck. :func:`choose_fold` is the cost model; ``fold="on"/"off"`` forces either.
 * **Hand-written backward through time.** The forward keeps only the h (and c) sequences. The backward
   recomputes all gates from them with ONE product over the whole sequence, turns the elementwise
   update into per-step coefficients (vectorised over time), and runs a reverse loop whose only
@@ -41,8 +43,8 @@ from rnnbench.cells.registry import get_family
 from rnnbench.cells.regulated import RegulatedCell
 from rnnbench.errors import ConfigError, DeviceError, SizeError
 
-__all__ = ["choose_fold", "fused_forward", "fused_layer", "supports", "fold_costs", "resolve_gates",
-           "GATES"]
+__all__ = ["FOLDS", "GATES", "choose_fold", "declares", "fold_costs", "fused_forward", "fused_layer",
+           "parse_fold", "resolve_gates", "supports"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -332,8 +334,8 @@ def _family_of(spec) -> Family | None:
     return get_family(spec.family)
 
 
-def supports(spec, impl: str = "torch") -> tuple[bool, str]:
-    """Whether fused_forward runs this cell spec (and impl); the reason when it does not."""
+def declares(spec, impl: str = "torch") -> tuple[bool, str]:
+    """Whether fused_forward covers this cell spec with this impl (wherever the impl can run)."""
     name = getattr(spec, "label", str(spec))
     if getattr(spec, "variant", None) not in ("irc", "ihc"):
         return False, (f"{name}: the fused backend covers the IRC and IHC cells only "
@@ -341,24 +343,41 @@ def supports(spec, impl: str = "torch") -> tuple[bool, str]:
     fam = _family_of(spec)
     if fam is None:
         return False, f"{name}: family {spec.family!r} declares no regulated update"
-    if impl == "triton":
-        if not fam.has_triton:
-            return False, f"{name}: family {fam.name!r} declares no Triton update (or has over 3 gates)"
-        import kernels
-        ok, why = kernels.available()
-        if not ok:
-            return False, why
-    elif impl != "torch":
+    if impl == "triton" and not fam.has_triton:
+        return False, f"{name}: family {fam.name!r} declares no Triton update (or has over 3 gates)"
+    if impl not in ("torch", "triton"):
         return False, f"unknown impl {impl!r}; choose torch or triton"
     return True, ""
 
 
+def supports(spec, impl: str = "torch") -> tuple[bool, str]:
+    """Whether fused_forward runs this cell spec (and impl) here; the reason when it does not."""
+    ok, why = declares(spec, impl)
+    if ok and impl == "triton":
+        import kernels
+        ok, why = kernels.available()
+    return ok, why if not ok else ""
+
+
+#: how the IRC recurrence is computed: by the cost model, always folded, never folded
+FOLDS = ("auto", "on", "off")
+_FOLD_WORDS = {"auto": "auto", "on": "on", "off": "off", True: "on", False: "off",
+               "folded": "on", "unfolded": "off"}
+
+
+def parse_fold(fold) -> str:
+    """One of :data:`FOLDS`, from it or an older spelling (True/False, "folded"/"unfolded")."""
+    word = _FOLD_WORDS.get(fold) if isinstance(fold, (str, bool)) else None
+    if word is None:
+        raise ConfigError(f"fold must be one of {', '.join(FOLDS)}, got {fold!r}")
+    return word
+
+
 def _resolve_fold(fold, G, N, M, tokens, diagonal) -> bool:
+    fold = parse_fold(fold)
     if fold == "auto":
         return choose_fold(G, N, M, tokens=tokens, diagonal=diagonal)
-    if isinstance(fold, bool):
-        return fold
-    raise ConfigError(f"fold must be 'auto', True or False, got {fold!r}")
+    return fold == "on"
 
 
 GATES = ("auto", "store", "recompute")
@@ -393,8 +412,7 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     if conn.kind == "irc":
         use_fold = _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal)
     else:
-        _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal)  # validates
-        use_fold = fold is True
+        use_fold = parse_fold(fold) == "on"          # refused by the recurrence: IHC never folds
     wx = linear(x, cell.W)                    # hoisted: every gate's input part and the candidate
     rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl)
     h0 = state[0]
@@ -414,7 +432,8 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
                   gates: str = "auto"):
     """RecurrentStack.forward with the fused algorithm: same (out, finals), same gradients.
 
-    fold: "auto" (the cost model, :func:`choose_fold`), True or False (IRC only; IHC never folds).
+    fold: "auto" (the cost model, :func:`choose_fold`), "on" or "off" (IRC only; IHC never folds);
+    True/False are read as on/off.
     gates: "store", "recompute" or "auto" (:func:`resolve_gates`): keep each step's gates for the
     backward, or recompute them there from the h sequence.
     impl: "torch" (the `fused` backend, any device) or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
@@ -442,44 +461,3 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
     if stack.batch_first:
         x = x.transpose(0, 1)
     return x, finals
-
-
-def compare_with_eager(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str = "torch",
-                       seed: int = 0) -> dict[str, float]:
-    """Relative errors ‖fused − eager‖/‖eager‖ of the outputs, final states and every gradient.
-
-    For a `rnnbench verify` command: the eager RecurrentStack.forward is the reference. The loss is
-    a fixed random projection of the outputs and final states, so every gradient path is exercised.
-    Returns {"out": e, "final[l][i]": e, "grad x": e, "grad <param>": e, ...}.
-    """
-    x = x.detach().requires_grad_(True)
-
-    def run(fn):
-        stack.zero_grad(set_to_none=True)
-        x.grad = None
-        out, finals = fn()
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        loss = (out * torch.randn(out.shape, generator=g).to(out)).sum()
-        for st in finals:
-            for s in st:
-                loss = loss + (s * torch.randn(s.shape, generator=g).to(s)).sum()
-        loss.backward()
-        grads = {"x": x.grad.detach().clone()}
-        grads.update({n: p.grad.detach().clone() for n, p in stack.named_parameters() if p.grad is not None})
-        return out.detach(), [tuple(s.detach() for s in st) for st in finals], grads
-
-    ref = run(lambda: stack(x, state))
-    got = run(lambda: fused_forward(stack, x, state, fold=fold, impl=impl))
-
-    def rel(a, b):
-        a, b = a.double(), b.double()
-        return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-    errs = {"out": rel(got[0], ref[0])}
-    for l, (sg, sr) in enumerate(zip(got[1], ref[1])):
-        for i, (a, b) in enumerate(zip(sg, sr)):
-            errs[f"final[{l}][{i}]"] = rel(a, b)
-    for n, b in ref[2].items():
-        a = got[2].get(n)
-        errs[f"grad {n}"] = float("inf") if a is None else rel(a, b)
-    return errs

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import torch
 
 from rnnbench import backends
-from rnnbench.backends import classify, training_loss
+from rnnbench.backends import training_loss
 from rnnbench.bench.flops import count_flops
 from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
-from rnnbench.devices import empty_cache, pin_cpus, resolve_device, set_threads
-from rnnbench.errors import RnnbenchError, SizeError
+from rnnbench.devices import pin_cpus, resolve_device, set_threads
+from rnnbench.errors import RnnbenchError
+from rnnbench.outcome import guarded
 from rnnbench.results import Row
 
 MODES = ("fwd", "fwd+bwd", "bwd")
@@ -51,25 +52,6 @@ class SpeedSettings:
         return Timer(min_run_time=self.min_run_time, sample_time=self.sample_time,
                      warmup=self.warmup, warmup_time=self.warmup_time, min_samples=self.min_samples,
                      max_samples=self.max_samples, device=device)
-
-
-def guarded(case: Case, measure) -> Row:
-    """Run ``measure()``; an unsupported case, an OOM or a failure becomes a row, never a crash.
-    User errors other than impossible sizes (unknown cell, no GPU) still stop the run."""
-    try:
-        return measure()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except RnnbenchError as e:
-        if not isinstance(e, SizeError):
-            raise
-        status, reason = classify(e)
-    except Exception as e:  # noqa: BLE001 - a sweep must survive any one case
-        status, reason = classify(e)
-    # the exception (and the frames holding its tensors) is gone here, so the cache can be freed
-    if status == "oom":
-        empty_cache(case.device)
-    return case.row(status=status, reason=reason)
 
 
 def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
