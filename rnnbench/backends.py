@@ -234,10 +234,12 @@ def _native(stack: RecurrentStack, case: Case) -> Runnable:
 FOLD_VARIANTS = {"folded": "on", "unfolded": "off"}
 
 
-def _fused_covers(impl: str) -> Callable[[CellSpec], str | None]:
+def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | None]:
     def covers(spec: CellSpec) -> str | None:
         from rnnbench import fused
         ok, why = fused.declares(spec, impl=impl)
+        if ok and fold == "on" and spec.variant == "ihc":
+            return f"{spec.label}: IHC cannot be folded (its gate depends on h through Γ)"
         return None if ok else why
     return covers
 
@@ -286,14 +288,15 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "rnnbench.fused with Triton kernels (CUDA, or TRITON_INTERPRET=1 on CPU for "
             "correctness; folding by the cost model)", _fused_covers("triton")),
     Backend("fused-folded", _fused_builder("torch", fold="on"),
-            "fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)", _fused_covers("torch")),
+            "fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)",
+            _fused_covers("torch", "on")),
     Backend("fused-unfolded", _fused_builder("torch", fold="off"),
             "fused with the IRC recurrence never folded (two products per step)", _fused_covers("torch")),
     Backend("fused-recompute", _fused_builder("torch", gates="recompute"),
             "fused, the backward recomputing the gates from the h sequence (the Triton kernels' "
             "algorithm) on every device", _fused_covers("torch")),
     Backend("triton-folded", _fused_builder("triton", fold="on"),
-            "triton with the IRC recurrence always folded", _fused_covers("triton")),
+            "triton with the IRC recurrence always folded", _fused_covers("triton", "on")),
     Backend("triton-unfolded", _fused_builder("triton", fold="off"),
             "triton with the IRC recurrence never folded", _fused_covers("triton")),
 ]}
