@@ -14,7 +14,8 @@ from rnnbench.cells.regulated import RegulatedCell
           equations="f,p = σ(W x + ω⊙c + b); a = W_A x; c' = f⊙c + (1−f)⊙a; h' = p⊙c' + (1−p)⊙x")
 class SRU(Cell):
     title = "SRU"
-    state_names = ("c",)
+    #: h first, as in every family (the output; the recurrence reads c only)
+    state_names = ("h", "c")
     #: the sru package multiplies the highway input by sqrt(1 + 2·e^{highway_bias}); the paper does not
     highway_scale = 1.0
     param_info = {
@@ -36,11 +37,11 @@ class SRU(Cell):
         return wx[..., :2 * M] + self.b_FP, wx[..., 2 * M:]
 
     def step(self, hoisted, x_t, state):
-        (c,), (fp, a) = state, hoisted
+        (_, c), (fp, a) = state, hoisted
         f, p = torch.sigmoid(fp + self.omega_FP * torch.cat((c, c), -1)).chunk(2, -1)
         c = torch.lerp(a, c, f)  # f⊙c + (1-f)⊙a
         h = torch.lerp(x_t * self.highway_scale, c, p)
-        return h, (c,)
+        return h, (h, c)
 
 
 @register("sru", "baseline", "canonical", requires_square=True,

@@ -16,7 +16,8 @@ from rnnbench.cells.regulated import RegulatedCell
           "c' = f⊙c + (1−f)⊙a; h' = o⊙c'")
 class TLSTM(Cell):
     title = "T-LSTM"
-    state_names = ("c", "x_prev")
+    #: h first, as in every family (the output; the recurrence reads c and x_{t−1})
+    state_names = ("h", "c", "x_prev")
     param_info = {
         "W_FOA": ParamInfo("W_{F,O,A}", "weights on x_t of forget gate, output gate, candidate"),
         "U_FOA": ParamInfo("U_{F,O,A}", "weights on x_{t−1} (M×N)"),
@@ -31,17 +32,18 @@ class TLSTM(Cell):
         self.new_param("b_FOA", 3 * M)
 
     def state_sizes(self):
-        return (self.hidden_size, self.input_size)
+        return (self.hidden_size, self.hidden_size, self.input_size)
 
     def hoist(self, x, state):
-        x_prev = torch.cat((state[1].unsqueeze(0), x[:-1]), 0)
+        x_prev = torch.cat((state[2].unsqueeze(0), x[:-1]), 0)
         return (linear(x, self.W_FOA, self.b_FOA) + linear(x_prev, self.U_FOA),)
 
     def step(self, hoisted, x_t, state):
-        (c, _), pre, M = state, hoisted[0], self.hidden_size
+        (_, c, _), pre, M = state, hoisted[0], self.hidden_size
         f, o = torch.sigmoid(pre[:, :2 * M]).chunk(2, -1)
         c = torch.lerp(pre[:, 2 * M:], c, f)
-        return o * c, (c, x_t)
+        h = o * c
+        return h, (h, c, x_t)
 
 
 # -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
