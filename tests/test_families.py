@@ -18,7 +18,8 @@ import torch  # noqa: E402
 
 from rnnbench import backends  # noqa: E402
 from rnnbench.case import Case  # noqa: E402
-from rnnbench.cells import all_specs, get, register, register_family, unregister_family  # noqa: E402
+from rnnbench.cells import (all_specs, declared_families, get, register, register_family,  # noqa: E402
+                            unregister_family)
 from rnnbench.cells.family import Coefficients, Family, dsig, tanh  # noqa: E402
 from rnnbench.cells.regulated import RegulatedCell  # noqa: E402
 from rnnbench.fused import fused_forward  # noqa: E402
@@ -164,3 +165,52 @@ def test_declared_coverage_is_what_the_families_say():
     assert "fused-folded" not in covered["sru", "ihc", "paper"]
     assert not {"fused", "triton"} & covered["gru", "baseline", "paper"]
     assert all({"eager", "compile"} <= c for c in covered.values())
+
+
+# -- each declaration is self-consistent ------------------------------------------------------------
+def _update_inputs(fam, gen):
+    shape = (3, 5)
+
+    def r():
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+
+    z = [r() for _ in fam.gates]
+    a, h, x = r(), r(), r()
+    c = r() if fam.has_c else None
+    beta = torch.rand(1, generator=gen, dtype=torch.float64).requires_grad_(True) if fam.has_beta else None
+    return z, a, h, c, x, beta
+
+
+def _padded(s):
+    return (list(s) + [s[0]] * 3)[:3]
+
+
+@pytest.mark.parametrize("fam", declared_families(), ids=lambda f: f.name)
+def test_triton_functions_are_the_torch_update_and_its_derivative(fam):
+    """The Triton update runs on tensors here (tanh, sigmoid are torch's): it must equal the torch
+    update, and its derivative must equal autograd's through the torch update."""
+    gen = torch.Generator().manual_seed(0)
+    z, a, h, c, x, beta = _update_inputs(fam, gen)
+    s = [torch.sigmoid(t) for t in z]
+    hn, cn = fam.update(tuple(s), a, h, c, x, beta)
+    th, tc = fam.triton_update(*_padded(s), a, h, c if fam.has_c else h, x,
+                               beta if fam.has_beta else 0.0)
+    torch.testing.assert_close(th, hn)
+    if fam.has_c:
+        torch.testing.assert_close(tc, cn)
+    g = torch.randn(hn.shape, generator=gen, dtype=torch.float64)
+    gc = torch.randn(hn.shape, generator=gen, dtype=torch.float64) if fam.has_c else g * 0
+    loss = (g * hn).sum() + ((gc * cn).sum() if fam.has_c else 0)
+    wrt = [*z, a, h, x] + ([c] if fam.has_c else []) + ([beta] if fam.has_beta else [])
+    auto = torch.autograd.grad(loss, wrt, allow_unused=True)
+    d = fam.triton_backward(g, gc, *[t.detach() for t in _padded(s)], a.detach(), h.detach(),
+                            (c if fam.has_c else h).detach(), (cn if fam.has_c else hn).detach(),
+                            x.detach(), beta.detach() if fam.has_beta else 0.0)
+    dz, da, dh, dc, dx = d[:fam.n_gates], d[3], d[4], d[5], d[6]
+    zero = torch.zeros_like(g)
+    for got, want in zip([*dz, da, dh, dx], auto[:fam.n_gates + 3]):
+        torch.testing.assert_close(got, want if want is not None else zero)
+    if fam.has_c:
+        torch.testing.assert_close(dc, auto[fam.n_gates + 3])
+    if fam.has_beta:
+        torch.testing.assert_close(fam.beta_grad(da, a.detach(), beta.detach()), auto[-1])

@@ -107,7 +107,7 @@ def triton_update(s0, s1, s2, a, h, c, x, beta):
 
 def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
     zero = g * 0.0
-    d0 = g * (h - beta * a) * dsig(s0)
+    d0 = g * (h - beta * a) * s0 * (1.0 - s0)
     return d0, zero, zero, g * beta * (1.0 - s0), g * s0, zero, zero
 
 

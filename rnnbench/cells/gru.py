@@ -96,8 +96,8 @@ def triton_update(s0, s1, s2, a, h, c, x, beta):
 
 def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
     zero = g * 0.0
-    d0 = g * (s1 * a - h) * dsig(s0)
-    d1 = g * s0 * a * dsig(s1)
+    d0 = g * (s1 * a - h) * s0 * (1.0 - s0)
+    d1 = g * s0 * a * s1 * (1.0 - s1)
     return d0, d1, zero, g * s0 * s1, g * (1.0 - s0), zero, zero
 
 

@@ -102,9 +102,9 @@ def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
     zero = g * 0.0
     tc = tanh(cn)
     q = gc + g * s2 * (1.0 - tc * tc)
-    d0 = q * c * dsig(s0)
-    d1 = q * a * dsig(s1)
-    d2 = g * tc * dsig(s2)
+    d0 = q * c * s0 * (1.0 - s0)
+    d1 = q * a * s1 * (1.0 - s1)
+    d2 = g * tc * s2 * (1.0 - s2)
     return d0, d1, d2, q * s1, zero, q * s0, zero
 
 

@@ -85,7 +85,7 @@ def triton_update(s0, s1, s2, a, h, c, x, beta):
 
 def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
     zero = g * 0.0
-    return g * (h - a) * dsig(s0), zero, zero, g * (1.0 - s0), g * s0, zero, zero
+    return g * (h - a) * s0 * (1.0 - s0), zero, zero, g * (1.0 - s0), g * s0, zero, zero
 
 
 FAMILY = register_family(Family("pru", ("C",), update, coefficients, input_grads,

@@ -159,10 +159,19 @@ def get(family: str, variant: str = "baseline", form: str = "paper") -> CellSpec
     return spec
 
 
-def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper") -> list[CellSpec]:
-    """Expand 'all' and lists into specs, keeping the zoo's order."""
+def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper",
+           notes: list[str] | None = None) -> list[CellSpec]:
+    """Expand 'all' and lists into specs, keeping the zoo's order.
+
+    Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone, so with
+    ``form="canonical"`` they are selected in the paper form, and (when ``notes`` is given) a line
+    saying so is appended to it for the caller to show.
+    """
     fams = families() if cells in ("all", ["all"]) else [cells] if isinstance(cells, str) else cells
     vars_ = list(VARIANTS) if variants in ("all", ["all"]) else (
         [variants] if isinstance(variants, str) else variants)
-    # Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone.
-    return [get(f, v, form if v == "baseline" else "paper") for f in fams for v in vars_]
+    specs = [get(f, v, form if v == "baseline" else "paper") for f in fams for v in vars_]
+    swapped = sorted({s.display for s in specs if s.form != form})
+    if swapped and notes is not None:
+        notes.append(f"{', '.join(swapped)}: no {form} form; run in the paper form")
+    return specs

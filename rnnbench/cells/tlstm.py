@@ -71,8 +71,8 @@ def triton_update(s0, s1, s2, a, h, c, x, beta):
 def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
     zero = g * 0.0
     q = gc + g * s1
-    d0 = q * (c - a) * dsig(s0)
-    d1 = g * cn * dsig(s1)
+    d0 = q * (c - a) * s0 * (1.0 - s0)
+    d1 = g * cn * s1 * (1.0 - s1)
     return d0, d1, zero, q * (1.0 - s0), zero, q * s0, zero
 
 
