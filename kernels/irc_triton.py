@@ -40,8 +40,9 @@ import torch
 import triton
 import triton.language as tl
 from triton import knobs
+from triton.runtime.interpreter import InterpretedFunction
 
-from rnnbench.cells import family as family_math
+import kernels
 
 INTERPRET = bool(knobs.runtime.interpret)
 
@@ -565,14 +566,12 @@ else:  # pragma: no cover - needs a GPU
 
 
 def kernels_are_interpreted() -> bool:
-    from triton.runtime.interpreter import InterpretedFunction
     return isinstance(_fwd_step, InterpretedFunction)
 
 
 def _precision():
     if INTERPRET:
         return "ieee"
-    import kernels
     prec = kernels.FP32_PRECISION
     if prec is None:  # follow torch's float32 matmul setting
         prec = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"

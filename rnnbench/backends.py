@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rnnbench import agreement
+from rnnbench import agreement, fused
 from rnnbench.case import Case
 from rnnbench.cells.registry import CellSpec, declared_families, get_family
 from rnnbench.devices import dtype_name, parse_dtype, resolve_device, synchronize
@@ -236,7 +236,6 @@ FOLD_VARIANTS = {"folded": "on", "unfolded": "off"}
 
 def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | None]:
     def covers(spec: CellSpec) -> str | None:
-        from rnnbench import fused
         ok, why = fused.declares(spec, impl=impl)
         if ok and fold == "on" and spec.variant == "ihc":
             return f"{spec.label}: IHC cannot be folded (its gate depends on h through Γ)"
@@ -247,7 +246,6 @@ def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | N
 def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
     """fold: "auto" (the cost model), "on" or "off"; gates: see rnnbench.fused.resolve_gates."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
-        from rnnbench import fused
         ok, why = fused.supports(case.spec, impl=impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
@@ -263,7 +261,6 @@ def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
 def fused_runnable(stack: RecurrentStack, name: str, *, impl: str, fold="auto",
                    gates: str = "auto") -> Runnable:
     """A Runnable of rnnbench.fused over ``stack`` (the `fused`/`triton` backends and `verify`)."""
-    from rnnbench import fused
 
     def run(x):
         try:

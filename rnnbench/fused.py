@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+import kernels
 from rnnbench import recurrences
 from rnnbench.cells.base import linear
 from rnnbench.cells.family import Family
@@ -64,12 +65,10 @@ def _new(like, *shape):
 
 
 def _kernel_layer(fam, wx, x, h0, out, C, beta):
-    import kernels
     return kernels.Layer(fam, wx, x, h0, out, C, beta)
 
 
 def _two_product(rec, params, **extra):
-    import kernels
     return kernels.TwoProduct(**recurrences.kernel_operands(rec, params), **extra)
 
 
@@ -98,7 +97,6 @@ def _forward_torch(fam: Family, rec, store: bool, wx, x, h0, C, beta, params, ou
 
 
 def _forward_triton(fam: Family, rec, wx, x, h0, C, beta, params, out) -> None:
-    import kernels
     layer = _kernel_layer(fam, wx, x, h0, out, C, beta)
     if isinstance(rec, recurrences.Folded):
         kernels.irc_forward(layer, params[0])
@@ -208,7 +206,6 @@ def _backward_torch(b: _Backward):
 
 def _backward_triton(b: _Backward):
     """The kernels' reverse loop; the weight gradients are products after it, in torch."""
-    import kernels
     rec = b.rec
     layer = _kernel_layer(b.fam, b.wx, b.x, b.h0, b.out, b.C, b.beta)
     dout = b.dout.contiguous()
@@ -354,7 +351,6 @@ def supports(spec, impl: str = "torch") -> tuple[bool, str]:
     """Whether fused_forward runs this cell spec (and impl) here; the reason when it does not."""
     ok, why = declares(spec, impl)
     if ok and impl == "triton":
-        import kernels
         ok, why = kernels.available()
     return ok, why if not ok else ""
 
@@ -448,7 +444,6 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise SizeError(f"need at least one step and one sequence, got input {tuple(x.shape)}")
     if impl == "triton":
-        import kernels
         if not (x.is_cuda or kernels.interpreting()):
             raise DeviceError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         x = x.contiguous()

@@ -7,7 +7,6 @@ with eager (outputs and every parameter gradient) checks both the weight copy an
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import torch

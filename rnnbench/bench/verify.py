@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnbench import agreement
+from rnnbench import agreement, fused
 from rnnbench.backends import fused_runnable
 from rnnbench.case import Case
 from rnnbench.devices import parse_dtype, resolve_device
@@ -40,7 +40,6 @@ def verify_cases(specs, backends, dtype: str, device: str, sizes: str, folds) ->
 
 
 def _errors(case: Case, seed: int) -> dict[str, float]:
-    from rnnbench import fused
     impl = IMPLS[case.backend]
     ok, why = fused.supports(case.spec, impl=impl)
     if not ok:

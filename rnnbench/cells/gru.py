@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.family import Coefficients, Family, dsig
+from rnnbench.cells.family import Coefficients, Family
 from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
