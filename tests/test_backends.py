@@ -230,3 +230,15 @@ def test_fused_variants_pass_their_fold_and_gates(monkeypatch, name, fold, gates
     run = backends.build(case)
     assert run.verify_error is not None and run.verify_error < 1e-4
     assert seen == {"impl": "torch", "fold": fold, "gates": gates}
+
+
+def test_triton_runs_on_cpu_through_the_normal_path_under_the_interpreter():
+    """conftest sets TRITON_INTERPRET=1: the triton backend then builds, checks against eager and
+    is timed like any backend, and its row says the times are the interpreter's."""
+    kernels = pytest.importorskip("kernels")
+    if not kernels.available()[0]:
+        pytest.skip(kernels.available()[1])
+    row = measure_speed(case("gru", variant="irc", backend="triton", input_size=4), QUICK)
+    assert row.status == "ok", row.reason
+    assert row.metrics["verify_rel_err"] < 1e-4
+    assert any("interpreter" in w for w in row.warnings)

@@ -214,3 +214,11 @@ def test_triton_functions_are_the_torch_update_and_its_derivative(fam):
         torch.testing.assert_close(dc, auto[fam.n_gates + 3])
     if fam.has_beta:
         torch.testing.assert_close(fam.beta_grad(da, a.detach(), beta.detach()), auto[-1])
+
+
+def test_cpp_update_slot(toy, monkeypatch):
+    """A family module may end with CPP_UPDATE = "..." instead of filling cpp_update."""
+    import sys
+    assert toy.cpp_source() is None
+    monkeypatch.setattr(sys.modules[toy.module], "CPP_UPDATE", "h_new = f * h;", raising=False)
+    assert toy.cpp_source() == "h_new = f * h;"

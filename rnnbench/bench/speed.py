@@ -76,7 +76,7 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
         return torch.autograd.grad(training_loss(forward(x)), params)
 
     metrics: dict = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(runnable.notes)     # what the backend says about itself
     retries = [0]
     ref_before = _yardstick(device, s, warnings)
 
