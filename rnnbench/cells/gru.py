@@ -87,7 +87,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Gh * S[:, :, 0] * S[:, :, 1], None         # da = g i r
+    return Gh * S[:, :, 0] * S[:, :, 1], None                # da = g i r
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):

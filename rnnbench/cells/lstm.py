@@ -90,7 +90,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Q * S[:, :, 1], None                        # da = q i
+    return Q * S[:, :, 1], None                              # da = q i
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):

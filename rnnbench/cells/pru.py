@@ -76,7 +76,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Gh * (1 - S[:, :, 0]), None                 # du = g (1−c)
+    return Gh * (1 - S[:, :, 0]), None                       # du = g (1−c)
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):

@@ -66,7 +66,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Q * (1 - S[:, :, 0]), Gh * (1 - S[:, :, 1])  # da = q (1−f), dx = g (1−p)
+    return Q * (1 - S[:, :, 0]), Gh * (1 - S[:, :, 1])       # da = q (1−f), dx = g (1−p)
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):

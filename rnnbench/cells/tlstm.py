@@ -60,7 +60,7 @@ def coefficients(S, A, X, Hp, Cp, Cn, beta):
 
 
 def input_grads(S, A, Gh, Q, beta):
-    return Q * (1 - S[:, :, 0]), None                  # da = q (1−f)
+    return Q * (1 - S[:, :, 0]), None                        # da = q (1−f)
 
 
 def triton_update(s0, s1, s2, a, h, c, x, beta):
