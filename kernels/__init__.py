@@ -2,7 +2,8 @@
 
 Nothing here imports Triton until a kernel is used: :func:`available` says whether the kernels can
 run (a CUDA device, or the Triton interpreter with ``TRITON_INTERPRET=1`` on CPU tensors), and why
-not. The kernels live in :mod:`kernels.irc_triton`; rnnbench/fused.py binds them into autograd.
+not. The kernels live in :mod:`kernels.irc_triton`, the loops that launch them in
+:mod:`kernels.launch`; rnnbench/fused.py binds them into autograd.
 
 Entry points, called by rnnbench.fused; a layer's tensors travel as one :class:`Layer`, which names
 its family (rnnbench/cells/family.py): the kernels are generic, and the family's Triton update and
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kernels import launch
 from rnnbench.cells.family import Family
 
 #: "auto", "step" or "persistent"
@@ -182,21 +184,21 @@ class TwoProduct:
 
 def irc_forward(layer: Layer, R) -> None:
     """Run one folded IRC layer forward (R = W_g·diag(α)·U_V, (GM, M)): fills layer.out and layer.C."""
-    _module().irc_forward(layer, R, mode=pick_mode(layer.h0.shape[-1]))
+    launch.irc_forward(_module(), layer, R, mode=pick_mode(layer.h0.shape[-1]))
 
 
 def irc_backward(layer: Layer, R, dout, dcT, dWX):
     """The reverse loop of one folded IRC layer: fills dWX = [δ_t | d a_t] (T, B, (G+1)M).
     Returns (dh0, dc0 or None, dx or None); dx is the direct gradient of x (families reading x)."""
-    return _module().irc_backward(layer, R, dout, dcT, dWX, mode=pick_mode(layer.h0.shape[-1]))
+    return launch.irc_backward(_module(), layer, R, dout, dcT, dWX, mode=pick_mode(layer.h0.shape[-1]))
 
 
 def two_product_forward(layer: Layer, ops: TwoProduct) -> None:
     """Run one unfolded-IRC or IHC layer forward: fills layer.out and layer.C."""
-    _module().two_product_forward(layer, ops)
+    launch.two_product_forward(_module(), layer, ops)
 
 
 def two_product_backward(layer: Layer, ops: TwoProduct, dout, dcT, dWX):
     """The reverse loop of one unfolded-IRC or IHC layer: fills dWX and ops.DD; returns as
     :func:`irc_backward` (dx: the family's direct part only; IHC's part comes from DD afterwards)."""
-    return _module().two_product_backward(layer, ops, dout, dcT, dWX)
+    return launch.two_product_backward(_module(), layer, ops, dout, dcT, dWX)

@@ -151,7 +151,8 @@ def test_poison_catches_an_unwritten_step(monkeypatch):
         R = ((cell.W[:2 * M] * torch.sigmoid(cell.connection.theta_alpha)) @ cell.connection.U_V)
         wx = torch.nn.functional.linear(x, cell.W).contiguous()
         layer = kernels.Layer(get_family("gru"), wx, x, torch.zeros(B, M), out)
-        kt.irc_forward(layer, R.contiguous(), mode="step")
+        with kernels.mode("step"):
+            kernels.irc_forward(layer, R.contiguous())
     assert not torch.isnan(out[:T - 1]).any() and torch.isnan(out[T - 1]).all()
 
 
