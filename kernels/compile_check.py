@@ -17,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+import kernels
+from rnnbench.cells import declared_families, get_family
+
 F32_POINTERS = {"GHD_IN", "GC_IN", "GHD_OUT", "GC_OUT", "DCT", "DH0", "DC0", "DIRN", "DIR"}
 INT_ARGS = {"B", "M", "T", "N", "K", "KZ", "GM"}
 
@@ -111,9 +114,7 @@ def main(argv=None) -> int:
         print("unset TRITON_INTERPRET: this compiles the kernels", file=sys.stderr)
         return 2
     # imported here: Triton must see TRITON_INTERPRET unset (checked above) when first imported
-    import kernels
     import kernels.irc_triton as kt
-    from rnnbench.cells import declared_families, get_family
 
     cc = Compiler(args.arch)
     step_cfgs = kt._STEP_CONFIGS if args.all_configs else kt._STEP_CONFIGS[:1]
