@@ -2,16 +2,20 @@
 
 Nothing here imports Triton until a kernel is used: :func:`available` says whether the kernels can
 run (a CUDA device, or the Triton interpreter with ``TRITON_INTERPRET=1`` on CPU tensors), and why
-not. The kernels live in :mod:`kernels.irc_triton`; rnnbench/fused.py binds them into autograd.
+not. The kernels live in :mod:`kernels.irc_triton`, the loops that launch them in
+:mod:`kernels.launch`; rnnbench/fused.py binds them into autograd.
 
-Entry points, called by rnnbench.fused:
+Entry points, called by rnnbench.fused; a layer's tensors travel as one :class:`Layer`, which names
+its family (rnnbench/cells/family.py): the kernels are generic, and the family's Triton update and
+derivative are compiled into them (handed over as constexpr functions).
 
 * :func:`irc_forward`  - the time loop of one folded IRC layer (R = W_g·diag(α)·U_V): fills out
   (T,B,M) and C (T+1,B,M).
 * :func:`irc_backward` - its reverse loop: fills dWX = [δ_t | d a_t] (T,B,(G+1)M); returns dh0, dc0, dx.
 * :func:`two_product_forward` / :func:`two_product_backward` - the same for the recurrences with an
-  N-wide intermediate d_t between h_{t-1} and the gates: unfolded IRC and every IHC cell. Two
-  launches per step, one per product; always per step (:data:`MODE` does not apply).
+  N-wide intermediate d_t between h_{t-1} and the gates: unfolded IRC and every IHC cell
+  (operands in a :class:`TwoProduct`). Two launches per step, one per product; always per step
+  (:data:`MODE` does not apply).
 
 Which folded loop runs is :data:`MODE`: ``"step"`` (one fused launch per time step, any M),
 ``"persistent"`` (one launch for the whole sequence, each program owns a block of batch rows and all
@@ -26,6 +30,12 @@ import importlib
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
+
+import torch
+
+from kernels import launch
+from rnnbench.cells.family import Family
 
 #: "auto", "step" or "persistent"
 MODE = "auto"
@@ -54,7 +64,6 @@ def available() -> tuple[bool, str]:
     if interpreting():
         return True, "Triton interpreter (TRITON_INTERPRET=1): CPU tensors, for testing, not for timing"
     try:
-        import torch
         if not torch.cuda.is_available():
             return False, ("no CUDA device: the Triton kernels need an NVIDIA GPU "
                            "(TRITON_INTERPRET=1 runs them on CPU tensors for testing)")
@@ -124,23 +133,72 @@ def pick_mode(M: int) -> str:
     return "persistent" if M <= PERSISTENT_MAX_M else "step"
 
 
-def irc_forward(family: str, R, wx, x, h0, C, beta, out) -> None:
-    """Run one IRC layer forward; see kernels.irc_triton.irc_forward."""
-    return _module().irc_forward(family, R, wx, x, h0, C, beta, out, mode=pick_mode(h0.shape[-1]))
+@dataclass
+class Layer:
+    """One layer's tensors as every entry point takes them: contiguous, one dtype and device.
+
+    wx (T, B, (G+1)M) hoisted [W_g x | W_A x]; x (T, B, N) (read by families that read x, and by
+    IHC); h0 (B, M); out (T, B, M), filled by the forward; C (T+1, B, M) with C[0] = c_0, filled by
+    the forward (families with a cell state; else None); beta (1,) or None.
+    """
+
+    family: Family
+    wx: torch.Tensor
+    x: torch.Tensor
+    h0: torch.Tensor
+    out: torch.Tensor
+    C: torch.Tensor | None = None
+    beta: torch.Tensor | None = None
 
 
-def irc_backward(family: str, R, wx, x, h0, out, C, beta, dout, dcT, dWX):
-    """The reverse loop of one IRC layer; see kernels.irc_triton.irc_backward."""
-    return _module().irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX,
-                                  mode=pick_mode(h0.shape[-1]))
+@dataclass
+class TwoProduct:
+    """The operands of an unfolded-IRC or IHC recurrence (kernels.irc_triton.two_product_forward).
+
+    Wg (GM, N); UV (N, M), or None for diagonal feedback (N = M); vec (N): α (IRC), α⊙ω_V (IRC,
+    diagonal) or ω_V (IHC, diagonal), else None; Gam (N, M): Γ acting on h (IHC) or None; hg
+    (T, B, N): W_G x + b_G (IHC). For the backward, what torch computed before the loop, each
+    (T, B, N): D (d_t), and for IHC g and Kgp (the gate and its derivative factor); V = [U_V; Γ]
+    (2N, M) for IHC with full U_V; DD (T, B, N), filled with δ_t W_g.
+    """
+
+    Wg: torch.Tensor
+    UV: torch.Tensor | None = None
+    vec: torch.Tensor | None = None
+    Gam: torch.Tensor | None = None
+    hg: torch.Tensor | None = None
+    D: torch.Tensor | None = None
+    V: torch.Tensor | None = None
+    g: torch.Tensor | None = None
+    Kgp: torch.Tensor | None = None
+    DD: torch.Tensor | None = None
+
+    @property
+    def ihc(self) -> bool:
+        return self.Gam is not None
+
+    @property
+    def diagonal(self) -> bool:
+        return self.UV is None
 
 
-def two_product_forward(family: str, wx, x, h0, C, beta, out, **operands) -> None:
-    """Run one unfolded-IRC or IHC layer forward; see kernels.irc_triton.two_product_forward."""
-    return _module().two_product_forward(family, wx, x, h0, C, beta, out, **operands)
+def irc_forward(layer: Layer, R) -> None:
+    """Run one folded IRC layer forward (R = W_g·diag(α)·U_V, (GM, M)): fills layer.out and layer.C."""
+    launch.irc_forward(_module(), layer, R, mode=pick_mode(layer.h0.shape[-1]))
 
 
-def two_product_backward(family: str, wx, x, h0, out, C, beta, dout, dcT, dWX, DD, **operands):
-    """The reverse loop of one unfolded-IRC or IHC layer; see kernels.irc_triton.two_product_backward."""
-    return _module().two_product_backward(family, wx, x, h0, out, C, beta, dout, dcT, dWX, DD,
-                                          **operands)
+def irc_backward(layer: Layer, R, dout, dcT, dWX):
+    """The reverse loop of one folded IRC layer: fills dWX = [δ_t | d a_t] (T, B, (G+1)M).
+    Returns (dh0, dc0 or None, dx or None); dx is the direct gradient of x (families reading x)."""
+    return launch.irc_backward(_module(), layer, R, dout, dcT, dWX, mode=pick_mode(layer.h0.shape[-1]))
+
+
+def two_product_forward(layer: Layer, ops: TwoProduct) -> None:
+    """Run one unfolded-IRC or IHC layer forward: fills layer.out and layer.C."""
+    launch.two_product_forward(_module(), layer, ops)
+
+
+def two_product_backward(layer: Layer, ops: TwoProduct, dout, dcT, dWX):
+    """The reverse loop of one unfolded-IRC or IHC layer: fills dWX and ops.DD; returns as
+    :func:`irc_backward` (dx: the family's direct part only; IHC's part comes from DD afterwards)."""
+    return launch.two_product_backward(_module(), layer, ops, dout, dcT, dWX)

@@ -1,6 +1,7 @@
 """Triton kernels for the IRC/IHC recurrences, forward and backward, every IRC family.
 
-Imported only through kernels._module() (it imports Triton at the top). Notation as rnnbench/fused.py:
+Imported only through kernels._module() (it imports Triton at the top). The host loops that launch
+these kernels are in kernels/launch.py. Notation as rnnbench/fused.py:
 R (G·M × M) is the folded recurrence, wx_t = [W_g x_t | W_A x_t] (B × (G+1)M) hoisted, P_t = wx_t[:, :GM]
 + h_{t-1} Rᵀ the gate pre-activations, a_t = wx_t[:, GM:]. Without folding (unfolded IRC, IHC),
 P_t = wx_t[:, :GM] + d_t W_gᵀ with the N-wide d_t computed from h_{t-1} first.
@@ -33,19 +34,17 @@ tl.dot is wrong in Triton 3.x, dot operands are upcast to float32 first (UPCAST)
 
 from __future__ import annotations
 
-import os
+import types
 
 import torch
 import triton
 import triton.language as tl
 from triton import knobs
+from triton.runtime.interpreter import InterpretedFunction
+
+import kernels
 
 INTERPRET = bool(knobs.runtime.interpret)
-
-FAMILY_CODE = {"gru": 0, "lstm": 1, "sru": 2, "tlstm": 3, "fastgrnn": 4, "pru": 5}
-HAS_C = {"lstm", "sru", "tlstm"}
-#: families whose h_{t-1} also enters the update directly (not only through the gates)
-H_DIRECT = {"gru", "fastgrnn", "pru"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -62,6 +61,11 @@ def _tanh(x):
     e = tl.exp(-2.0 * tl.abs(x))
     t = (1.0 - e) / (1.0 + e)
     return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _dsig(s):
+    return s * (1.0 - s)
 
 
 @triton.jit
@@ -148,78 +152,37 @@ def _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G: tl.constexpr, PREC: t
     return _gates(acc0, acc1, acc2, wxp, msk, M, G)
 
 
-@triton.jit
-def _update(FAMILY: tl.constexpr, s0, s1, s2, a, h, c, x, beta):
-    """The state update from the gates (float32 blocks): returns (h_t, c_t)."""
-    hn = h
-    cn = c
-    if FAMILY == 0:      # GRU: h' = h + i (r a − h)
-        hn = h + s0 * (s1 * a - h)
-    elif FAMILY == 1:    # LSTM: c' = f c + i a; h' = o tanh(c')
-        cn = s0 * c + s1 * a
-        hn = s2 * _tanh(cn)
-    elif FAMILY == 2:    # SRU: c' = a + f (c − a); h' = x + p (c' − x)
-        cn = a + s0 * (c - a)
-        hn = x + s1 * (cn - x)
-    elif FAMILY == 3:    # T-LSTM: c' = a + f (c − a); h' = o c'
-        cn = a + s0 * (c - a)
-        hn = s1 * cn
-    elif FAMILY == 4:    # FastGRNN: h' = β a + f (h − β a)
-        ba = beta * a
-        hn = ba + s0 * (h - ba)
-    else:                # PRU: s' = a + c (s − a)
-        hn = a + s0 * (h - a)
-    return hn, cn
+def _device(fn):
+    """A family's plain-Python update (rnnbench/cells/<family>.py) as a Triton device function: the
+    names it calls besides arithmetic (tanh, sigmoid, dsig) bound to Triton's versions."""
+    scope = dict(fn.__globals__, tl=tl, tanh=_tanh, sigmoid=_sigmoid, dsig=_dsig)
+    return triton.jit(types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__,
+                                         fn.__closure__))
 
 
-@triton.jit
-def _update_backward(FAMILY: tl.constexpr, g, gc, s0, s1, s2, a, h, c, cn, x, beta):
-    """Derivative of the update. g: dL/dh_t (total), gc: dL/dc_t from step t+1.
+_DEVICE: dict = {}
 
-    Returns (δ_0, δ_1, δ_2) (gate pre-activation gradients), d a_t, direct dh_{t-1}, dc_{t-1}, dx_t.
-    """
-    zero = g * 0.0
-    d0 = zero
-    d1 = zero
-    d2 = zero
-    dh = zero
-    dc = zero
-    dx = zero
-    if FAMILY == 0:      # GRU
-        d0 = g * (s1 * a - h) * s0 * (1.0 - s0)
-        d1 = g * s0 * a * s1 * (1.0 - s1)
-        da = g * s0 * s1
-        dh = g * (1.0 - s0)
-    elif FAMILY == 1:    # LSTM
-        tc = _tanh(cn)
-        q = gc + g * s2 * (1.0 - tc * tc)
-        d0 = q * c * s0 * (1.0 - s0)
-        d1 = q * a * s1 * (1.0 - s1)
-        d2 = g * tc * s2 * (1.0 - s2)
-        da = q * s1
-        dc = q * s0
-    elif FAMILY == 2:    # SRU
-        q = gc + g * s1
-        d0 = q * (c - a) * s0 * (1.0 - s0)
-        d1 = g * (cn - x) * s1 * (1.0 - s1)
-        da = q * (1.0 - s0)
-        dc = q * s0
-        dx = g * (1.0 - s1)
-    elif FAMILY == 3:    # T-LSTM
-        q = gc + g * s1
-        d0 = q * (c - a) * s0 * (1.0 - s0)
-        d1 = g * cn * s1 * (1.0 - s1)
-        da = q * (1.0 - s0)
-        dc = q * s0
-    elif FAMILY == 4:    # FastGRNN
-        d0 = g * (h - beta * a) * s0 * (1.0 - s0)
-        da = g * beta * (1.0 - s0)
-        dh = g * s0
-    else:                # PRU
-        d0 = g * (h - a) * s0 * (1.0 - s0)
-        da = g * (1.0 - s0)
-        dh = g * s0
-    return d0, d1, d2, da, dh, dc, dx
+
+def family_constants(fam) -> dict:
+    """What the generic kernels need to know of a family, as constexpr arguments: its update and
+    derivative (compiled once per family declaration), its gate count and which tensors it reads."""
+    fns = _DEVICE.get(id(fam))
+    if fns is None or fns[0] is not fam:
+        fns = _DEVICE[id(fam)] = (fam, _device(fam.triton_update), _device(fam.triton_backward))
+    return dict(UPDATE=fns[1], UPDATE_BWD=fns[2], G=fam.n_gates, HAS_C=fam.has_c,
+                READS_X=fam.reads_x, HAS_BETA=fam.has_beta)
+
+
+def _forward_constants(fam) -> dict:
+    consts = family_constants(fam)
+    del consts["UPDATE_BWD"]
+    return consts
+
+
+def _backward_constants(fam) -> dict:
+    consts = family_constants(fam)
+    del consts["UPDATE"]
+    return dict(consts, H_DIRECT=fam.h_direct)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +191,8 @@ def _update_backward(FAMILY: tl.constexpr, g, gc, s0, s1, s2, a, h, c, cn, x, be
 
 @triton.jit
 def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
-              FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+              UPDATE: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, READS_X: tl.constexpr,
+              HAS_BETA: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
@@ -244,11 +208,11 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
     beta = 0.0
     if HAS_C:
         c = tl.load(CP + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 2:
+    if READS_X:
         x = tl.load(XT + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
-    hn, cn = _update(FAMILY, s0, s1, s2, a, h, c, x, beta)
+    hn, cn = UPDATE(s0, s1, s2, a, h, c, x, beta)
     tl.store(HN + sp, hn.to(HN.dtype.element_ty), mask=msk)
     if HAS_C:
         tl.store(CN + sp, cn.to(CN.dtype.element_ty), mask=msk)
@@ -257,8 +221,8 @@ def _fwd_step(HP, PIN, CP, WX, XT, W, BETA, HN, CN, B, M, K, stride_wx,
 @triton.jit
 def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN, DWX, GHD_OUT, GC_OUT,
               DXT, B, M, K, KZ, stride_wx, stride_z,
-              FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, H_DIRECT: tl.constexpr,
-              HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
+              UPDATE_BWD: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr, READS_X: tl.constexpr,
+              HAS_BETA: tl.constexpr, H_DIRECT: tl.constexpr, HAS_NEXT: tl.constexpr, NEXT_PRODUCT: tl.constexpr, NEXT_DIRECT: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
               PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _tile(B, M, BLOCK_B, BLOCK_M)
@@ -296,12 +260,12 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
         c = tl.load(CP + sp, mask=msk, other=0.0).to(tl.float32)
         cn = tl.load(CN + sp, mask=msk, other=0.0).to(tl.float32)
         gc = tl.load(GC_IN + sp, mask=msk, other=0.0)
-    if FAMILY == 2:
+    if READS_X:
         x = tl.load(XT + sp, mask=msk, other=0.0).to(tl.float32)
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     # (3) the family's derivative
-    d0, d1, d2, da, dh, dc, dx = _update_backward(FAMILY, g, gc, s0, s1, s2, a, h, c, cn, x, beta)
+    d0, d1, d2, da, dh, dc, dx = UPDATE_BWD(g, gc, s0, s1, s2, a, h, c, cn, x, beta)
     dwp = DWX + rb[:, None] * stride_wx + rm[None, :]
     ty = DWX.dtype.element_ty
     tl.store(dwp, d0.to(ty), mask=msk)
@@ -314,7 +278,7 @@ def _bwd_step(ZN, V, DIRN, HP, PIN, W, CP, CN, WX, XT, BETA, DOUT, GHD_IN, GC_IN
         tl.store(GHD_OUT + sp, dh, mask=msk)
     if HAS_C:
         tl.store(GC_OUT + sp, dc, mask=msk)
-    if FAMILY == 2:
+    if READS_X:
         tl.store(DXT + sp, dx.to(DXT.dtype.element_ty), mask=msk)
 
 
@@ -425,7 +389,8 @@ def _load_r(R, g: tl.constexpr, M, rj, rm, mj, mm):
 
 @triton.jit
 def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
-                    FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    UPDATE: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    READS_X: tl.constexpr, HAS_BETA: tl.constexpr,
                     BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
@@ -443,16 +408,16 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
     if HAS_C:
         c = tl.load(C0 + sp, mask=msk, other=0.0).to(tl.float32)
     beta = 0.0
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     for t in range(0, T):
         wxp = WX + t * B * stride_wx + rb[:, None] * stride_wx + rm[None, :]
         s0, s1, s2, a = _gates_on_chip(h, rt0, rt1, rt2, zero, wxp, msk, M, G, PREC, UPCAST)
         x = c
-        if FAMILY == 2:
+        if READS_X:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        hn, cn = _update(FAMILY, s0, s1, s2, a, h.to(tl.float32), c, x, beta)
+        hn, cn = UPDATE(s0, s1, s2, a, h.to(tl.float32), c, x, beta)
         hn = tl.where(msk, hn, 0.0).to(ty)               # rounded to storage, as the backward sees it
         tl.store(OUT + t * B * M + sp, hn, mask=msk)
         if HAS_C:
@@ -464,7 +429,8 @@ def _fwd_persistent(H0, C0, WX, X, R, BETA, OUT, C, T, B, M, stride_wx,
 
 @triton.jit
 def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B, M, stride_wx,
-                    FAMILY: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    UPDATE_BWD: tl.constexpr, G: tl.constexpr, HAS_C: tl.constexpr,
+                    READS_X: tl.constexpr, HAS_BETA: tl.constexpr,
                     H_DIRECT: tl.constexpr, BLOCK_B: tl.constexpr, MP: tl.constexpr,
                     PREC: tl.constexpr, UPCAST: tl.constexpr):
     rb, rm, mb, mm, msk = _rows(B, M, BLOCK_B, MP)
@@ -483,7 +449,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
         rt2 = _load_rt(R, 2, M, rm, rm, mm, mm)
         r2 = _load_r(R, 2, M, rm, rm, mm, mm)
     beta = 0.0
-    if FAMILY == 4:
+    if HAS_BETA:
         beta = tl.load(BETA).to(tl.float32)
     zero = tl.zeros((BLOCK_B, MP), dtype=tl.float32)
     gc = zero
@@ -511,10 +477,10 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
         if HAS_C:
             c = tl.load(C + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
             cn = tl.load(C + (t + 1) * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        if FAMILY == 2:
+        if READS_X:
             x = tl.load(X + t * B * M + sp, mask=msk, other=0.0).to(tl.float32)
-        d0, d1, d2, da, dh, dc, dx = _update_backward(FAMILY, g, gc, s0, s1, s2, a, hp.to(tl.float32),
-                                                      c, cn, x, beta)
+        d0, d1, d2, da, dh, dc, dx = UPDATE_BWD(g, gc, s0, s1, s2, a, hp.to(tl.float32), c, cn, x,
+                                                beta)
         d0 = tl.where(msk, d0, 0.0)
         d1 = tl.where(msk, d1, 0.0)
         d2 = tl.where(msk, d2, 0.0)
@@ -528,7 +494,7 @@ def _bwd_persistent(R, HPREV, C, WX, X, BETA, DOUT, DCT, DWX, DX, DH0, DC0, T, B
             p2 = d2.to(ty)
             tl.store(dwp + 2 * M, p2, mask=msk)
         tl.store(dwp + G * M, da.to(ty), mask=msk)
-        if FAMILY == 2:
+        if READS_X:
             tl.store(DX + t * B * M + sp, dx.to(DX.dtype.element_ty), mask=msk)
         if H_DIRECT:
             ghd = tl.where(msk, dh, 0.0)
@@ -588,273 +554,29 @@ else:  # pragma: no cover - needs a GPU
     # every kernel is idempotent (inputs and outputs never alias), so the autotuner may rerun it.
     # K (product input width) and KZ (width of the backward's product operand) tell the folded path
     # (K = M, KZ = G·M) from the two-product ones (K = N, KZ = N or 2N) at equal M.
-    _key = ["M", "FAMILY", "G"]
+    _key = ["M", "UPDATE", "G"]
     _prune = {"early_config_prune": _prune_persistent}
-    fwd_step = triton.autotune(_step_configs(), key=["M", "K", "FAMILY", "G"])(_fwd_step)
-    bwd_step = triton.autotune(_step_configs(), key=["M", "K", "KZ", "FAMILY", "G"])(_bwd_step)
+    fwd_step = triton.autotune(_step_configs(), key=["M", "K", "UPDATE", "G"])(_fwd_step)
+    bwd_step = triton.autotune(_step_configs(), key=["M", "K", "KZ", "UPDATE_BWD", "G"])(_bwd_step)
     mix_step = triton.autotune(_step_configs("BLOCK_N"), key=["M", "N", "IHC", "DIAG"])(_mix_step)
     dd_step = triton.autotune(_step_configs("BLOCK_N"), key=["N", "GM", "IHC", "DIAG"])(_dd_step)
     fwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_fwd_persistent)
-    bwd_persistent = triton.autotune(_persistent_configs(), key=_key, prune_configs_by=_prune)(_bwd_persistent)
+    bwd_persistent = triton.autotune(_persistent_configs(), key=["M", "UPDATE_BWD", "G"],
+                                     prune_configs_by=_prune)(_bwd_persistent)
 
 
 def kernels_are_interpreted() -> bool:
-    from triton.runtime.interpreter import InterpretedFunction
     return isinstance(_fwd_step, InterpretedFunction)
 
 
 def _precision():
     if INTERPRET:
         return "ieee"
-    import kernels
     prec = kernels.FP32_PRECISION
     if prec is None:  # follow torch's float32 matmul setting
         prec = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
     return prec
 
 
-def _common(family: str, wx, M):
-    G = wx.shape[-1] // M - 1
-    return dict(FAMILY=FAMILY_CODE[family], G=G, PREC=_precision(), UPCAST=INTERPRET), G
-
-
-def _step_grid(B, width, col="BLOCK_M"):
-    if INTERPRET:
-        return (triton.cdiv(B, _INTERP_STEP["BLOCK_B"]), triton.cdiv(width, _INTERP_STEP["BLOCK_M"]))
-    return lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(width, meta[col]))
-
-
-def _persistent_grid(B):
-    if INTERPRET:
-        return (triton.cdiv(B, _INTERP_PERSISTENT_BLOCK_B),)
-    return lambda meta: (triton.cdiv(B, meta["BLOCK_B"]),)
-
-
-def _check(*tensors):
-    for t in tensors:
-        if t is not None and not t.is_contiguous():
-            raise ValueError("kernels need contiguous tensors")
-
-
-def _poison_on() -> bool:
-    return os.environ.get("RNNBENCH_POISON", "") not in ("", "0")
-
-
-def _poisoned(like, *shape, dtype=None):
-    """A new output buffer; NaN-filled under RNNBENCH_POISON=1 so an element never written shows."""
-    t = torch.empty(*shape, dtype=dtype or like.dtype, device=like.device)
-    if _poison_on():
-        t.fill_(float("nan"))
-    return t
-
-
-def _repoison(*bufs):
-    """Reused scratch: refill before the launch that must write it, so a skipped write still shows."""
-    if _poison_on():
-        for b in bufs:
-            if b is not None:
-                b.fill_(float("nan"))
-
-
-# ---------------------------------------------------------------------------------------------------
-# host entry points
-# ---------------------------------------------------------------------------------------------------
-
-def irc_forward(family, R, wx, x, h0, C, beta, out, *, mode="step"):
-    """Forward time loop of one IRC layer. Fills out[t] = h_t and (c families) C[t+1] = c_t.
-
-    R (GM, M), wx (T, B, (G+1)M), x (T, B, M) (read by SRU only), h0 (B, M), C (T+1, B, M) with C[0] =
-    c_0 or None, beta (1,) or None, out (T, B, M). All contiguous, same dtype and device.
-    """
-    T, B, W1 = wx.shape
-    M = h0.shape[-1]
-    h0 = h0.contiguous()
-    _check(R, wx, x, C, out)
-    meta, G = _common(family, wx, M)
-    has_c = family in HAS_C
-    dummy = wx
-    Cp = C if has_c else dummy
-    bp = beta if beta is not None else dummy
-    xp = x if family == "sru" else dummy
-    if mode == "persistent":
-        extra = {} if not INTERPRET else dict(BLOCK_B=_INTERP_PERSISTENT_BLOCK_B)
-        MP = max(16, triton.next_power_of_2(M))
-        fwd_persistent[_persistent_grid(B)](h0, Cp, wx, xp, R, bp, out, Cp, T, B, M, W1,
-                                            HAS_C=has_c, MP=MP, **meta, **extra)
-        return
-    extra = _INTERP_STEP if INTERPRET else {}
-    grid = _step_grid(B, M)
-    for t in range(T):
-        hp = h0 if t == 0 else out[t - 1]
-        fwd_step[grid](hp, hp, Cp[t] if has_c else dummy, wx[t], xp[t] if family == "sru" else dummy,
-                       R, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, M, W1,
-                       HAS_C=has_c, **meta, **extra)
-
-
-def irc_backward(family, R, wx, x, h0, out, C, beta, dout, dcT, dWX, *, mode="step"):
-    """Reverse time loop of one IRC layer. Fills dWX[..., :GM] = δ_t and dWX[..., GM:] = d a_t.
-
-    Returns (dh0, dc0 or None, dx or None): dx is SRU's direct highway gradient (T, B, M).
-    """
-    T, B, W1 = wx.shape
-    M = h0.shape[-1]
-    meta, G = _common(family, wx, M)
-    GM = G * M
-    has_c, h_direct = family in HAS_C, family in H_DIRECT
-    dout = dout.contiguous()
-    _check(R, wx, x, out, C, dWX)
-    Hp = torch.cat((h0.unsqueeze(0), out[:-1]), 0).contiguous()
-    dummy = wx
-    bp = beta if beta is not None else dummy
-    xp = x if family == "sru" else dummy
-    Cp = C if has_c else dummy
-    gc0 = _gc0(dcT, h0) if has_c else dummy
-    dx = _poisoned(wx, T, B, M) if family == "sru" else None
-    dxp = dx if dx is not None else dummy
-    if mode == "persistent":
-        extra = {} if not INTERPRET else dict(BLOCK_B=_INTERP_PERSISTENT_BLOCK_B)
-        MP = max(16, triton.next_power_of_2(M))
-        dh0 = _poisoned(wx, B, M, dtype=torch.float32)
-        dc0 = _poisoned(wx, B, M, dtype=torch.float32) if has_c else None
-        bwd_persistent[_persistent_grid(B)](R, Hp, Cp, wx, xp, bp, dout, gc0, dWX, dxp, dh0,
-                                            dc0 if has_c else dummy, T, B, M, W1,
-                                            HAS_C=has_c, H_DIRECT=h_direct, MP=MP, **meta, **extra)
-        return dh0.to(h0.dtype), dc0.to(h0.dtype) if has_c else None, dx
-    extra = _INTERP_STEP if INTERPRET else {}
-    grid = _step_grid(B, M)
-    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
-    cur = 0
-    for t in range(T - 1, -1, -1):
-        nxt = 1 - cur
-        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
-        # folded, step t+1 reaches h_t only through δ_{t+1} R: Z = δ_{t+1} (inside dWX), V = R
-        bwd_step[grid](dWX[t + 1] if t < T - 1 else dWX[t], R, dummy, Hp[t], Hp[t], R,
-                       Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
-                       wx[t], xp[t] if family == "sru" else dummy, bp, dout[t],
-                       ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
-                       dx[t] if dx is not None else dummy, B, M, M, GM, W1, W1,
-                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=t < T - 1, NEXT_PRODUCT=True,
-                       NEXT_DIRECT=False, **meta, **extra)
-        cur = nxt
-    dP0 = dWX[0, :, :GM].float()
-    base = ghd[cur] if h_direct else torch.zeros_like(h0, dtype=torch.float32)
-    dh0 = torch.addmm(base, dP0, R.float())
-    dc0 = gcs[cur].to(h0.dtype) if has_c else None
-    return dh0.to(h0.dtype), dc0, dx
-
-
-def _gc0(dcT, h0):
-    return dcT.float().contiguous() if dcT is not None else torch.zeros_like(h0, dtype=torch.float32)
-
-
-def _carries(like, B, M, h_direct, has_c, gc0):
-    """float32 ping-pong pairs for the direct part of dh and for dc: a launch reads one, writes the other."""
-    ghd = [_poisoned(like, B, M, dtype=torch.float32) for _ in range(2)] if h_direct else [like, like]
-    gcs = [gc0, _poisoned(like, B, M, dtype=torch.float32)] if has_c else [like, like]
-    return ghd, gcs
-
-
-def two_product_forward(family, wx, x, h0, C, beta, out, *, Wg, UV=None, vec=None, Gam=None, hg=None):
-    """Forward time loop of one unfolded-IRC or IHC layer: per step _mix_step (h_{t-1} → d_t) then
-    _fwd_step (d_t W_gᵀ, gates, update). Fills out and C as :func:`irc_forward`.
-
-    Wg (GM, N); UV (N, M), or None for diagonal feedback (N = M); vec (N): α (IRC), α⊙ω_V (IRC,
-    diagonal) or ω_V (IHC, diagonal), else None; Gam (N, M): Γ acting on h (IHC) or None; hg (T, B, N):
-    W_G x + b_G (IHC). x (T, B, N).
-    """
-    T, B, W1 = wx.shape
-    M, N = h0.shape[-1], Wg.shape[1]
-    h0 = h0.contiguous()
-    ihc, diag = Gam is not None, UV is None
-    _check(wx, x, C, out, Wg, UV, vec, Gam, hg)
-    meta, G = _common(family, wx, M)
-    mix_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
-    has_c = family in HAS_C
-    dummy = wx
-    Cp = C if has_c else dummy
-    bp = beta if beta is not None else dummy
-    D = _poisoned(wx, B, N)                    # d_t: written by _mix_step, read by _fwd_step
-    grid = _step_grid(B, M)
-    grid_n = _step_grid(B, N, "BLOCK_N")
-    extra = _INTERP_STEP if INTERPRET else {}
-    extra_n = _INTERP_MIX if INTERPRET else {}
-    for t in range(T):
-        hp = h0 if t == 0 else out[t - 1]
-        _repoison(D)
-        mix_step[grid_n](hp, UV if not diag else dummy, Gam if ihc else dummy,
-                         vec if vec is not None else dummy, hg[t] if ihc else dummy,
-                         x[t] if ihc else dummy, D, B, M, N, **mix_meta, **extra_n)
-        fwd_step[grid](hp, D, Cp[t] if has_c else dummy, wx[t], x[t] if family == "sru" else dummy,
-                       Wg, bp, out[t], Cp[t + 1] if has_c else dummy, B, M, N, W1,
-                       HAS_C=has_c, **meta, **extra)
-
-
-def two_product_backward(family, wx, x, h0, out, C, beta, dout, dcT, dWX, DD, *, Wg, D, UV=None,
-                         vec=None, Gam=None, V=None, g=None, Kgp=None):
-    """Reverse time loop of one unfolded-IRC or IHC layer: per step _dd_step (δ_{t+1} → DD_{t+1} and
-    the rows Z, DIR) then _bwd_step. Fills dWX as :func:`irc_backward` and DD (T, B, N) = δ_t W_g.
-
-    Operands as :func:`two_product_forward`, plus what torch recomputed before the loop, each (T, B, N):
-    D (d_t, the gates' product input), and for IHC g and Kgp (the gate and its derivative factor);
-    V = [U_V; Γ] (2N, M) for IHC with full U_V. Returns (dh0, dc0 or None, dx or None) as
-    :func:`irc_backward` (dx: SRU's highway part only; the IHC part of dx comes from DD afterwards).
-    """
-    T, B, W1 = wx.shape
-    M, N = h0.shape[-1], Wg.shape[1]
-    meta, G = _common(family, wx, M)
-    GM = G * M
-    ihc, diag = Gam is not None, UV is None
-    has_c, h_direct = family in HAS_C, family in H_DIRECT
-    dout = dout.contiguous()
-    _check(wx, x, out, C, dWX, DD, Wg, D, UV, vec, Gam, V, g, Kgp)
-    Hp = torch.cat((h0.unsqueeze(0), out[:-1]), 0).contiguous()
-    dummy = wx
-    bp = beta if beta is not None else dummy
-    Cp = C if has_c else dummy
-    gc0 = _gc0(dcT, h0) if has_c else dummy
-    dx = _poisoned(wx, T, B, M) if family == "sru" else None
-    # what step t+1 sends back to h_t: Z·V (a product), DIR (elementwise, diagonal feedback), or both
-    if ihc:
-        Vz, KZ = (Gam, N) if diag else (V, 2 * N)
-    else:
-        Vz, KZ = (None, 0) if diag else (UV, N)
-    next_product = Vz is not None
-    Z = _poisoned(wx, B, KZ) if next_product else dummy
-    DIR = _poisoned(wx, B, M, dtype=torch.float32) if diag else None
-    dd_meta = dict(IHC=ihc, DIAG=diag, PREC=meta["PREC"], UPCAST=meta["UPCAST"])
-    grid = _step_grid(B, M)
-    grid_n = _step_grid(B, N, "BLOCK_N")
-    extra = _INTERP_STEP if INTERPRET else {}
-    extra_n = _INTERP_MIX if INTERPRET else {}
-
-    def dd_launch(t):
-        _repoison(Z if next_product else None, DIR)
-        dd_step[grid_n](dWX[t], Wg, vec if vec is not None else dummy, g[t] if ihc else dummy,
-                        Kgp[t] if ihc else dummy, DD[t], Z, DIR if diag else dummy, B, N, GM, W1,
-                        **dd_meta, **extra_n)
-
-    ghd, gcs = _carries(wx, B, M, h_direct, has_c, gc0)
-    cur = 0
-    for t in range(T - 1, -1, -1):
-        nxt = 1 - cur
-        has_next = t < T - 1
-        if has_next:
-            dd_launch(t + 1)
-        _repoison(ghd[nxt] if h_direct else None, gcs[nxt] if has_c else None)
-        bwd_step[grid](Z, Vz if next_product else dummy, DIR if diag else dummy, Hp[t], D[t], Wg,
-                       Cp[t] if has_c else dummy, Cp[t + 1] if has_c else dummy,
-                       wx[t], x[t] if family == "sru" else dummy, bp, dout[t],
-                       ghd[cur], gcs[cur], dWX[t], ghd[nxt], gcs[nxt],
-                       dx[t] if dx is not None else dummy, B, M, N, KZ, W1, KZ,
-                       HAS_C=has_c, H_DIRECT=h_direct, HAS_NEXT=has_next,
-                       NEXT_PRODUCT=next_product, NEXT_DIRECT=diag, **meta, **extra)
-        cur = nxt
-    # step 0 sends its gradient to h_0: the same two launches' worth, the second in torch
-    dd_launch(0)
-    dh0 = ghd[cur].clone() if h_direct else torch.zeros_like(h0, dtype=torch.float32)
-    if next_product:
-        dh0.addmm_(Z.float(), Vz.float())
-    if diag:
-        dh0 += DIR
-    dc0 = gcs[cur].to(h0.dtype) if has_c else None
-    return dh0.to(h0.dtype), dc0, dx
+def _dot_constants() -> dict:
+    return dict(PREC=_precision(), UPCAST=INTERPRET)

@@ -1,24 +1,27 @@
 """Implementations of a case ("backends"): build a callable, check it against the eager reference.
 
 Every backend starts from the same :class:`RecurrentStack` (same seed, same weights) and returns a
-:class:`Runnable`: ``forward(x) -> output`` for input (T, B, N) and ``parameters()`` in the order
-of the reference stack's parameters, so gradients compare one to one. :func:`build` times nothing:
-it builds, prepares (compiles) and verifies; a backend is timed only after it matches eager on that
-device.
+:class:`Runnable`: ``run(x) -> (output, final states)`` for input (T, B, N), ``forward(x)`` its
+output alone (what is timed), and ``parameters()`` in the order of the reference stack's
+parameters, so gradients compare one to one. :func:`build` times nothing: it builds, prepares
+(compiles) and verifies; a backend is timed only after it matches eager on that device
+(rnnbench/agreement.py holds the comparison and its tolerances).
 
 - ``eager``: the zoo's own runner.
 - ``compile``: ``torch.compile`` of that runner; the first calls (which compile) are timed apart.
-- ``native``: ``torch.nn.GRU`` / ``torch.nn.LSTM`` (cuDNN on a GPU, oneDNN on a CPU) with the
-  weights of the canonical GRU/LSTM copied in: the same function, torch's implementation.
-- ``fused`` / ``triton``: wired lazily to ``rnnbench.fused`` when that module exists.
+- ``native``: the torch.nn module a family declares (``torch.nn.GRU`` / ``torch.nn.LSTM``: cuDNN on
+  a GPU, oneDNN on a CPU) with the weights of the canonical form copied in.
+- ``fused`` / ``triton``: rnnbench.fused with torch operations or the Triton kernels (a CUDA
+  device, or CPU tensors under TRITON_INTERPRET=1, for correctness only); ``-folded`` /
+  ``-unfolded`` force the fold (:data:`FOLD_VARIANTS`), ``fused-recompute`` the gate recompute.
 
-A backend that cannot run a case raises :class:`Unsupported` with the reason; the measurement
-turns it into an ``unsupported`` row. New backends come in through :func:`register_backend`.
+A backend that cannot run a case raises :class:`~rnnbench.outcome.Unsupported` with the reason;
+the measurement turns it into an ``unsupported`` row (rnnbench/outcome.py). :data:`BACKENDS` is
+the list; a new backend is one more :class:`Backend` in it.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,18 +29,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from rnnbench import agreement, fused
 from rnnbench.case import Case
+from rnnbench.cells.registry import CellSpec, declared_families, get_family
 from rnnbench.devices import dtype_name, parse_dtype, resolve_device, synchronize
-from rnnbench.errors import RnnbenchError, SizeError
+from rnnbench.errors import RnnbenchError
+from rnnbench.outcome import Unsupported, one_line
 from rnnbench.runner import RecurrentStack
-
-
-class Unsupported(Exception):
-    """This backend cannot run this case; ``reason`` says why, in one line."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Mismatch(RuntimeError):
@@ -47,7 +45,7 @@ class Mismatch(RuntimeError):
 @dataclass
 class Runnable:
     backend: str
-    forward: Callable[[torch.Tensor], torch.Tensor]   # (T, B, N) -> (T, B, output size)
+    forward: Callable[[torch.Tensor], torch.Tensor]   # (T, B, N) -> (T, B, output size): timed
     module: nn.Module                                 # owns what training would update
     reference: RecurrentStack
     params: list[nn.Parameter] | None = None          # aligned with reference.parameters()
@@ -55,6 +53,9 @@ class Runnable:
     compile_time_s: float | None = None
     verify_error: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: (T, B, N) -> (output, final states per layer as the eager runner gives them); None: the
+    #: backend gives the output only, and the check compares that
+    run: Callable[[torch.Tensor], tuple] | None = None
 
     def parameters(self) -> list[nn.Parameter]:
         if self.params is not None:
@@ -65,33 +66,28 @@ class Runnable:
 Builder = Callable[[RecurrentStack, Case], Runnable]
 
 
+def _covers_all(spec: CellSpec) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
     builder: Builder
     description: str
-    placeholder: bool = False   # a stand-in that a real registration may replace
-
-
-BACKENDS: dict[str, Backend] = {}
-
-
-def register_backend(name: str, builder: Builder, *, description: str, replace: bool = False,
-                     placeholder: bool = False) -> Backend:
-    """Add a backend. Replacing an existing one needs ``replace=True`` unless it is a placeholder
-    (how rnnbench.fused takes over the lazily wired ``fused`` and ``triton``)."""
-    old = BACKENDS.get(name)
-    if old is not None and not (replace or old.placeholder):
-        raise ValueError(f"backend {name!r} is registered already")
-    backend = Backend(name, builder, description, placeholder)
-    BACKENDS[name] = backend
-    return backend
+    #: None when this backend runs the spec's cells, else why not (a backend's declared coverage)
+    covers: Callable[[CellSpec], str | None] = _covers_all
 
 
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise RnnbenchError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     return BACKENDS[name]
+
+
+def covering(spec: CellSpec) -> list[str]:
+    """The backends that declare they run this spec (whether this machine can is another matter)."""
+    return [name for name, b in BACKENDS.items() if b.covers(spec) is None]
 
 
 # -- what every backend shares ---------------------------------------------------------------------
@@ -124,60 +120,21 @@ def make_inputs(case: Case, n_sets: int = 1, *, device=None, dtype=None, seed: i
             .to(device=device, dtype=dtype) for _ in range(n_sets)]
 
 
-def tolerance(dtype: torch.dtype) -> float:
-    """Largest error relative to the reference's largest magnitude that still counts as equal.
-
-    The recurrence feeds each step's rounding into the next, so low precisions get room for
-    T steps of it (a bfloat16 value has 8 bits of mantissa: one rounding is 0.4%)."""
-    return {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 2e-2,
-            torch.bfloat16: 8e-2}.get(dtype, 1e-3)
-
-
-def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.detach().double(), want.detach().double()
-    if got.shape != want.shape:
-        return float("inf")
-    scale = want.abs().max().item()
-    diff = (got - want).abs().max().item()
-    if not torch.isfinite(got).all():
-        return float("inf")
-    return diff / scale if scale > 0 else diff
-
-
 def verify(runnable: Runnable, x: torch.Tensor, *, train: bool) -> float:
-    """Compare outputs (and parameter gradients when ``train``) with the eager reference; raise
-    Mismatch beyond tolerance. Returns the largest relative error seen."""
+    """Compare with the eager reference (rnnbench.agreement): output, final states and, when
+    ``train``, every gradient; raise Mismatch beyond the dtype's tolerance. Returns the largest
+    relative error."""
     ref = runnable.reference
-    tol = tolerance(x.dtype)
-    checks = []
-    if train:
-        with torch.enable_grad():
-            got = runnable.forward(x)
-            g_got = torch.autograd.grad(training_loss(got), runnable.parameters(), allow_unused=True)
-            want, _ = ref(x)
-            g_want = torch.autograd.grad(training_loss(want), list(ref.parameters()),
-                                         allow_unused=True)
-        checks.append(("output", got, want))
-        names = [n for n, _ in ref.named_parameters()]
-        if len(g_got) != len(g_want):
-            raise Mismatch(f"{runnable.backend} has {len(g_got)} parameters, eager has {len(g_want)}")
-        for name, a, b in zip(names, g_got, g_want):
-            if a is None or b is None:
-                if (a is None) != (b is None):
-                    raise Mismatch(f"{runnable.backend}: gradient of {name} missing on one side")
-                continue
-            checks.append((f"gradient of {name}", a, b))
-    else:
-        with torch.inference_mode():
-            checks.append(("output", runnable.forward(x), ref(x)[0]))
-    worst = 0.0
-    for what, a, b in checks:
-        err = _rel_err(a, b)
-        worst = max(worst, err)
-        if not err <= tol:
-            raise Mismatch(f"{runnable.backend} does not match eager: {what} differs by {err:.2g} "
-                           f"of its largest value (tolerance {tol:g} for {dtype_name(x.dtype)})")
-    return worst
+    run = runnable.run or (lambda v: (runnable.forward(v), None))
+    errs = agreement.errors(run, ref, x, train=train, params=runnable.parameters(),
+                            reference_params=list(ref.parameters()),
+                            names=[n for n, _ in ref.named_parameters()])
+    what, err = agreement.worst(errs)
+    tol = agreement.tolerance(x.dtype)
+    if not err <= tol:
+        raise Mismatch(f"{runnable.backend} does not match eager: {what} differs by {err:.2g} "
+                       f"(relative, tolerance {tol:g} for {dtype_name(x.dtype)})")
+    return err
 
 
 def build(case: Case, *, check: bool = True, seed: int = 0,
@@ -185,6 +142,9 @@ def build(case: Case, *, check: bool = True, seed: int = 0,
     """Build the case's backend on its device and dtype, prepare it, and (unless ``check`` is
     False) verify it against eager. Raises Unsupported, SizeError, Mismatch or torch errors."""
     backend = get_backend(case.backend)
+    if ":" in case.cell and case.backend != "eager":
+        # the other backends are derived from a family's declaration, which a user cell lacks
+        raise Unsupported(f"{case.cell} is a user cell: it runs on the eager backend only")
     stack = build_stack(case, seed=seed)
     runnable = backend.builder(stack, case)
     train = case.mode != "fwd"
@@ -202,7 +162,7 @@ def build(case: Case, *, check: bool = True, seed: int = 0,
 
 # -- the backends ----------------------------------------------------------------------------------
 def _eager(stack: RecurrentStack, case: Case) -> Runnable:
-    return Runnable("eager", lambda x: stack(x)[0], stack, stack)
+    return Runnable("eager", lambda x: stack(x)[0], stack, stack, run=stack)
 
 
 def _compile(stack: RecurrentStack, case: Case) -> Runnable:
@@ -222,26 +182,38 @@ def _compile(stack: RecurrentStack, case: Case) -> Runnable:
         except Exception as e:
             raise Unsupported(f"torch.compile failed here: {one_line(e)}") from None
 
-    return Runnable("compile", lambda x: compiled(x)[0], stack, stack, prepare=prepare)
+    return Runnable("compile", lambda x: compiled(x)[0], stack, stack, prepare=prepare, run=compiled)
 
 
-NATIVE = {"gru": nn.GRU, "lstm": nn.LSTM}
+def _native_module(spec: CellSpec) -> type | None:
+    fam = get_family(spec.family)
+    return fam.native if fam is not None else None
+
+
+def _covers_native(spec: CellSpec) -> str | None:
+    mod = _native_module(spec)
+    if mod is None or spec.variant != "baseline":
+        names = "/".join(f.native.__name__ for f in declared_families() if f.native is not None)
+        return f"native is torch.nn.{names}; {spec.display} has no torch implementation"
+    if spec.form != "canonical":
+        return (f"native computes torch's {spec.display} equations, which are the canonical form: "
+                "use --form canonical")
+    return None
 
 
 def _native(stack: RecurrentStack, case: Case) -> Runnable:
     spec = case.spec
-    if spec.family not in NATIVE or spec.variant != "baseline":
-        raise Unsupported(f"native is torch.nn.GRU/LSTM; {spec.display} has no torch implementation")
-    if spec.form != "canonical":
-        raise Unsupported(f"native computes torch's {spec.display} equations, which are the "
-                          "canonical form: use --form canonical")
+    why = _covers_native(spec)
+    if why:
+        raise Unsupported(why)
+    native = _native_module(spec)
     sizes = stack.hidden_sizes
     if len(set(sizes)) != 1:
-        raise Unsupported(f"torch.nn.{NATIVE[spec.family].__name__} takes one hidden size for "
-                          f"every layer, got {sizes}")
+        raise Unsupported(f"torch.nn.{native.__name__} takes one hidden size for every layer, "
+                          f"got {sizes}")
     p0 = next(stack.parameters())
-    mod = NATIVE[spec.family](stack.input_size, sizes[0], num_layers=len(sizes)).to(
-        device=p0.device, dtype=p0.dtype)
+    mod = native(stack.input_size, sizes[0], num_layers=len(sizes)).to(device=p0.device,
+                                                                       dtype=p0.dtype)
     aligned = []
     with torch.no_grad():
         for k, cell in enumerate(stack.layers):
@@ -251,89 +223,80 @@ def _native(stack: RecurrentStack, case: Case) -> Runnable:
                 aligned.append(dst)
     if len(aligned) != len(list(stack.parameters())):
         raise Unsupported(f"{spec.label} has parameters torch.nn.{type(mod).__name__} lacks")
-    return Runnable("native", lambda x: mod(x)[0], mod, stack, params=aligned)
+
+    def run(x):
+        out, hidden = mod(x)
+        # torch gives (layers, B, M) per state; the runner gives each layer's states in order
+        states = hidden if isinstance(hidden, tuple) else (hidden,)
+        return out, [tuple(s[k] for s in states) for k in range(len(sizes))]
+
+    return Runnable("native", lambda x: mod(x)[0], mod, stack, params=aligned, run=run)
 
 
-def _load_fused():
-    try:
-        fused = importlib.import_module("rnnbench.fused")
-    except ModuleNotFoundError as e:
-        if e.name != "rnnbench.fused":
-            raise
-        raise Unsupported("not built yet (rnnbench.fused does not exist)") from None
-    if not (callable(getattr(fused, "fused_forward", None)) and callable(getattr(fused, "supports", None))):
-        raise Unsupported("not built yet (rnnbench.fused has no fused_forward/supports)")
-    return fused
+#: the forced-fold variants' suffixes and what they pass as fold (one vocabulary: rnnbench.fused.FOLDS)
+FOLD_VARIANTS = {"folded": "on", "unfolded": "off"}
+
+
+def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | None]:
+    def covers(spec: CellSpec) -> str | None:
+        ok, why = fused.declares(spec, impl=impl)
+        if ok and fold == "on" and spec.variant == "ihc":
+            return f"{spec.label}: IHC cannot be folded (its gate depends on h through Γ)"
+        return None if ok else why
+    return covers
 
 
 def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
-    """fold: the cost model ("auto") or forced (True/False); gates: see rnnbench.fused.resolve_gates."""
+    """fold: "auto" (the cost model), "on" or "off"; gates: see rnnbench.fused.resolve_gates."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
-        fused = _load_fused()
-        if impl == "triton" and resolve_device(case.device).type != "cuda":
-            # on a CPU the kernels run only in Triton's interpreter: a correctness tool whose
-            # times say nothing about the kernels
-            raise Unsupported("the Triton kernels run on a CPU only interpreted (TRITON_INTERPRET=1), "
-                              "which is for correctness (rnnbench verify), not timing")
         ok, why = fused.supports(case.spec, impl=impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
-
-        def forward(x):
-            try:
-                out = fused.fused_forward(stack, x, impl=impl, fold=fold, gates=gates)
-            except RnnbenchError as e:
-                # its refusals (no GPU for triton, a fold it cannot do) concern this case only
-                raise Unsupported(str(e)) from None
-            return out[0] if isinstance(out, tuple) else out
-
-        return Runnable(case.backend, forward, stack, stack)
+        runnable = fused_runnable(stack, case.backend, impl=impl, fold=fold, gates=gates)
+        if impl == "triton" and resolve_device(case.device).type != "cuda":
+            runnable.notes.append("Triton interpreter on CPU tensors: correct, but its times say "
+                                  "nothing about the kernels")
+        return runnable
 
     return build_fused
 
 
-register_backend("eager", _eager, description="the zoo's own runner (rnnbench.runner.RecurrentStack)")
-register_backend("compile", _compile, description="torch.compile of the eager runner")
-register_backend("native", _native,
-                 description="torch.nn.GRU / torch.nn.LSTM (cuDNN on a GPU, oneDNN on a CPU); "
-                             "canonical GRU and LSTM only")
-register_backend("fused", _fused_builder("torch"), placeholder=True,
-                 description="IRC/IHC: hoisted products, folding by the cost model, hand-written "
-                             "backward (rnnbench.fused, torch ops; gates kept for the backward on a "
-                             "CPU, recomputed elsewhere)")
-register_backend("triton", _fused_builder("triton"), placeholder=True,
-                 description="rnnbench.fused with Triton kernels (CUDA; folding by the cost model)")
-register_backend("fused-folded", _fused_builder("torch", fold=True),
-                 description="fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)")
-register_backend("fused-unfolded", _fused_builder("torch", fold=False),
-                 description="fused with the IRC recurrence never folded (two products per step)")
-register_backend("fused-recompute", _fused_builder("torch", gates="recompute"),
-                 description="fused, the backward recomputing the gates from the h sequence "
-                             "(the Triton kernels' algorithm) on every device")
-register_backend("triton-folded", _fused_builder("triton", fold=True),
-                 description="triton with the IRC recurrence always folded")
-register_backend("triton-unfolded", _fused_builder("triton", fold=False),
-                 description="triton with the IRC recurrence never folded")
+def fused_runnable(stack: RecurrentStack, name: str, *, impl: str, fold="auto",
+                   gates: str = "auto") -> Runnable:
+    """A Runnable of rnnbench.fused over ``stack`` (the `fused`/`triton` backends and `verify`)."""
+
+    def run(x):
+        try:
+            return fused.fused_forward(stack, x, impl=impl, fold=fold, gates=gates)
+        except RnnbenchError as e:
+            # its refusals (no GPU for triton, a fold it cannot do) concern this case only
+            raise Unsupported(str(e)) from None
+
+    return Runnable(name, lambda x: run(x)[0], stack, stack, run=run)
 
 
-# -- turning failures into statuses ----------------------------------------------------------------
-def one_line(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip().splitlines()
-    msg = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-    return msg if len(msg) <= limit else msg[:limit - 1] + "…"
-
-
-def classify(e: BaseException) -> tuple[str, str]:
-    """(status, reason) for an exception met while measuring a case."""
-    if isinstance(e, Unsupported):
-        return "unsupported", e.reason
-    if isinstance(e, SizeError):
-        return "unsupported", str(e)
-    if isinstance(e, torch.OutOfMemoryError):
-        return "oom", one_line(e)
-    text = str(e)
-    if isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text):
-        return "oom", one_line(e)
-    if isinstance(e, NotImplementedError) or (isinstance(e, RuntimeError) and "not implemented for" in text):
-        return "unsupported", one_line(e)
-    return "failed", one_line(e)
+BACKENDS: dict[str, Backend] = {b.name: b for b in [
+    Backend("eager", _eager, "the zoo's own runner (rnnbench.runner.RecurrentStack)"),
+    Backend("compile", _compile, "torch.compile of the eager runner"),
+    Backend("native", _native, "the torch.nn module a family declares (torch.nn.GRU / LSTM: cuDNN "
+            "on a GPU, oneDNN on a CPU); canonical forms only", _covers_native),
+    Backend("fused", _fused_builder("torch"),
+            "IRC/IHC: hoisted products, folding by the cost model, hand-written backward "
+            "(rnnbench.fused, torch ops; gates kept for the backward on a CPU, recomputed elsewhere)",
+            _fused_covers("torch")),
+    Backend("triton", _fused_builder("triton"),
+            "rnnbench.fused with Triton kernels (CUDA, or TRITON_INTERPRET=1 on CPU for "
+            "correctness; folding by the cost model)", _fused_covers("triton")),
+    Backend("fused-folded", _fused_builder("torch", fold="on"),
+            "fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)",
+            _fused_covers("torch", "on")),
+    Backend("fused-unfolded", _fused_builder("torch", fold="off"),
+            "fused with the IRC recurrence never folded (two products per step)", _fused_covers("torch")),
+    Backend("fused-recompute", _fused_builder("torch", gates="recompute"),
+            "fused, the backward recomputing the gates from the h sequence (the Triton kernels' "
+            "algorithm) on every device", _fused_covers("torch")),
+    Backend("triton-folded", _fused_builder("triton", fold="on"),
+            "triton with the IRC recurrence always folded", _fused_covers("triton", "on")),
+    Backend("triton-unfolded", _fused_builder("triton", fold="off"),
+            "triton with the IRC recurrence never folded", _fused_covers("triton")),
+]}

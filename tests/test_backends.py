@@ -7,18 +7,18 @@ with eager (outputs and every parameter gradient) checks both the weight copy an
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import torch
 
 from rnnbench import backends
 from rnnbench.backends import (BACKENDS, Backend, Mismatch, Runnable, Unsupported, build,
-                               classify, make_inputs, register_backend, verify)
+                               make_inputs, verify)
 from rnnbench.bench.dispatch import measure
 from rnnbench.bench.speed import SpeedSettings, measure_speed
 from rnnbench.case import Case
 from rnnbench.errors import ConfigError, DeviceError, RnnbenchError
+from rnnbench.outcome import classify
 from rnnbench.runner import RecurrentStack
 
 TINY = dict(batch=3, seq_len=5, input_size=6, hidden_size=4)
@@ -39,15 +39,6 @@ def test_registry_lists_every_backend():
     assert parse_backends("all") == list(BACKENDS)
     with pytest.raises(RnnbenchError, match="unknown backend 'cudnn'"):
         parse_backends("eager,cudnn")
-
-
-def test_register_backend_refuses_duplicates_but_replaces_placeholders(monkeypatch):
-    monkeypatch.setattr(backends, "BACKENDS", dict(BACKENDS))
-    with pytest.raises(ValueError, match="registered already"):
-        register_backend("eager", backends._eager, description="again")
-    assert backends.BACKENDS["fused"].placeholder
-    b = register_backend("fused", backends._eager, description="the real one")
-    assert backends.BACKENDS["fused"] is b and not b.placeholder
 
 
 # -- native against eager --------------------------------------------------------------------------
@@ -104,22 +95,8 @@ def test_impossible_sizes_are_unsupported_rows():
     assert row.status == "unsupported" and "N equal to hidden size M" in row.reason
 
 
-# -- fused, through the lazy seam ------------------------------------------------------------------
-def test_fused_not_built_is_unsupported(monkeypatch):
-    monkeypatch.setitem(sys.modules, "rnnbench.fused", None)  # import fails as if absent
-    row = measure_speed(case("gru", variant="irc", backend="fused"), QUICK)
-    assert row.status == "unsupported" and row.reason.startswith("not built yet")
-
-
-def test_fused_without_the_interface_is_not_built(monkeypatch):
-    import types
-    monkeypatch.setitem(sys.modules, "rnnbench.fused", types.ModuleType("rnnbench.fused"))
-    with pytest.raises(Unsupported, match="not built yet"):
-        build(case("gru", variant="irc", backend="fused"))
-
-
+# -- fused -----------------------------------------------------------------------------------------
 def test_fused_when_present_is_checked_against_eager():
-    pytest.importorskip("rnnbench.fused")
     c = case("gru", variant="irc", backend="fused", mode="fwd+bwd", input_size=4)
     r = build(c)
     assert r.verify_error is not None and r.verify_error < 1e-3
@@ -163,7 +140,7 @@ def _eager_then(raise_this):
 @pytest.mark.parametrize("bench", ["speed", "memory"])
 def test_oom_becomes_an_oom_row_and_frees_the_cache(monkeypatch, bench):
     freed = []
-    monkeypatch.setattr("rnnbench.bench.speed.empty_cache", lambda d: freed.append(d))
+    monkeypatch.setattr("rnnbench.outcome.empty_cache", lambda d: freed.append(d))
     _with_backend(monkeypatch, "hungry",
                   _eager_then(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")))
     row = measure(Case(bench=bench, cell="gru", backend="hungry", **TINY), speed=QUICK, rss=False)
@@ -235,8 +212,8 @@ def test_same_seed_same_weights_whatever_the_global_rng():
     assert isinstance(a, RecurrentStack)
 
 
-@pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-folded", True, "auto"),
-                                             ("fused-unfolded", False, "auto"),
+@pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-folded", "on", "auto"),
+                                             ("fused-unfolded", "off", "auto"),
                                              ("fused-recompute", "auto", "recompute")])
 def test_fused_variants_pass_their_fold_and_gates(monkeypatch, name, fold, gates):
     import rnnbench.fused as fused
@@ -253,3 +230,15 @@ def test_fused_variants_pass_their_fold_and_gates(monkeypatch, name, fold, gates
     run = backends.build(case)
     assert run.verify_error is not None and run.verify_error < 1e-4
     assert seen == {"impl": "torch", "fold": fold, "gates": gates}
+
+
+def test_triton_runs_on_cpu_through_the_normal_path_under_the_interpreter():
+    """conftest sets TRITON_INTERPRET=1: the triton backend then builds, checks against eager and
+    is timed like any backend, and its row says the times are the interpreter's."""
+    kernels = pytest.importorskip("kernels")
+    if not kernels.available()[0]:
+        pytest.skip(kernels.available()[1])
+    row = measure_speed(case("gru", variant="irc", backend="triton", input_size=4), QUICK)
+    assert row.status == "ok", row.reason
+    assert row.metrics["verify_rel_err"] < 1e-4
+    assert any("interpreter" in w for w in row.warnings)

@@ -43,10 +43,10 @@ def key(spec):
 def state_names(family: str, variant: str) -> tuple[str, ...]:
     if family == "lstm":
         return ("h", "c")
-    if family in ("sru", "tlstm"):
-        if variant == "baseline":
-            return ("c",) if family == "sru" else ("c", "x_prev")
+    if family == "sru":
         return ("h", "c")
+    if family == "tlstm":
+        return ("h", "c", "x_prev") if variant == "baseline" else ("h", "c")
     if family == "pru":
         return ("s",)
     return ("h",)
@@ -123,7 +123,7 @@ def ref_lstm(P, x, state, opts):
 
 def _sru(P, x, state, highway_scale):
     """eqs. 27-30: f,p = σ(W x + ω⊙c + b); a = W_A x; c' = f⊙c + (1−f)⊙a; h' = p⊙c' + (1−p)⊙x."""
-    N, (c,) = x.shape[-1], state
+    N, (h, c) = x.shape[-1], state      # h: the last output, not read by the recurrence
     M = c.shape[-1]
     assert N == M
     W_F, W_P, W_A = P.get("W_FPA", (3 * M, N)).chunk(3)
@@ -137,7 +137,7 @@ def _sru(P, x, state, highway_scale):
         c = f * c + (1 - f) * a
         h = p * c + (1 - p) * (highway_scale * x_t)
         ys.append(h)
-    return torch.stack(ys), (c,)
+    return torch.stack(ys), (h, c)
 
 
 def ref_sru(P, x, state, opts):
@@ -145,9 +145,9 @@ def ref_sru(P, x, state, opts):
 
 
 def ref_tlstm(P, x, state, opts):
-    """eqs. 36-39, state (c, x_{t−1}): f,o = σ(W x_t + U x_{t−1} + b); a = W_A x_t + U_A x_{t−1} + b_A;
-    c' = f⊙c + (1−f)⊙a; h' = o⊙c'  (U ∈ R^{M×N})."""
-    N, (c, x_prev) = x.shape[-1], state
+    """eqs. 36-39, state (h, c, x_{t−1}): f,o = σ(W x_t + U x_{t−1} + b); a = W_A x_t + U_A x_{t−1} + b_A;
+    c' = f⊙c + (1−f)⊙a; h' = o⊙c'  (U ∈ R^{M×N}); h is the last output, not read."""
+    N, (h, c, x_prev) = x.shape[-1], state
     M = c.shape[-1]
     W_F, W_O, W_A = P.get("W_FOA", (3 * M, N)).chunk(3)
     U_F, U_O, U_A = P.get("U_FOA", (3 * M, N)).chunk(3)
@@ -158,9 +158,10 @@ def ref_tlstm(P, x, state, opts):
         o = sig(lin(x_t, W_O, b_O) + lin(x_prev, U_O))
         a = lin(x_t, W_A, b_A) + lin(x_prev, U_A)
         c = f * c + (1 - f) * a
-        ys.append(o * c)
+        h = o * c
+        ys.append(h)
         x_prev = x_t
-    return torch.stack(ys), (c, x_prev)
+    return torch.stack(ys), (h, c, x_prev)
 
 
 def ref_fastgrnn(P, x, state, opts):

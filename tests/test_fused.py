@@ -13,14 +13,14 @@ import copy
 import pytest
 import torch
 
-from rnnbench.cells import get
+from rnnbench.cells import declared_families, get, get_family
 from rnnbench.errors import ConfigError
-from rnnbench.fused import FAMILIES, choose_fold, fold_costs, fused_forward, supports
+from rnnbench.fused import choose_fold, fold_costs, fused_forward, supports
 from rnnbench.runner import RecurrentStack
 
 from fused_helpers import perturbed_stack, run_with_grads
 
-FAMS = list(FAMILIES)
+FAMS = [f.name for f in declared_families()]
 # (variant, fold) pairs: IHC never folds
 PATHS = [("irc", True), ("irc", False), ("ihc", False)]
 SHAPES = [(1, 1), (7, 3)]          # (T, B)
@@ -223,7 +223,7 @@ def test_triton_unsupported_without_gpu_or_interpreter(monkeypatch):
 
 
 def test_choose_fold_cost_model():
-    G = FAMILIES["gru"].n_gates
+    G = get_family("gru").n_gates
     # the rule for IRC-GRU: fold when M < 1.5 N (long-sequence limit)
     assert choose_fold(G, 100, 149) and not choose_fold(G, 100, 151)
     assert choose_fold(3, 300, 399) and not choose_fold(3, 300, 401)       # LSTM: M < 4/3 N

@@ -30,8 +30,8 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 import kernels  # noqa: E402
-from rnnbench.cells import get  # noqa: E402
-from rnnbench.fused import FAMILIES, fused_forward  # noqa: E402
+from rnnbench.cells import declared_families, get, get_family  # noqa: E402
+from rnnbench.fused import fused_forward  # noqa: E402
 
 from fused_helpers import perturbed_stack, run_with_grads  # noqa: E402
 
@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.skipif(not _INTERPRETED, reason=f"Triton interpreter unusable here: {_WHY}"),
 ]
 
-FAMS = list(FAMILIES)
+FAMS = [f.name for f in declared_families()]
 
 
 @pytest.fixture(autouse=True)
@@ -138,20 +138,21 @@ def test_poison_catches_an_unwritten_step(monkeypatch):
     x = torch.randn(T, B, N)
     out = torch.full((T, B, M), float("nan"))
     real = kt.fwd_step
-    hn = kt._fwd_step.arg_names.index("HN")                  # h_t's buffer
 
     class SkipLastStep:
         def __getitem__(self, grid):
-            def launch(*args, **kw):
-                if args[hn].data_ptr() != out[T - 1].data_ptr():
-                    real[grid](*args, **kw)
+            def launch(**kw):
+                if kw["HN"].data_ptr() != out[T - 1].data_ptr():   # h_t's buffer
+                    real[grid](**kw)
             return launch
 
     monkeypatch.setattr(kt, "fwd_step", SkipLastStep())
     with torch.no_grad():
         R = ((cell.W[:2 * M] * torch.sigmoid(cell.connection.theta_alpha)) @ cell.connection.U_V)
         wx = torch.nn.functional.linear(x, cell.W).contiguous()
-        kt.irc_forward("gru", R.contiguous(), wx, x, torch.zeros(B, M), None, None, out, mode="step")
+        layer = kernels.Layer(get_family("gru"), wx, x, torch.zeros(B, M), out)
+        with kernels.mode("step"):
+            kernels.irc_forward(layer, R.contiguous())
     assert not torch.isnan(out[:T - 1]).any() and torch.isnan(out[T - 1]).all()
 
 

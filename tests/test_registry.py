@@ -66,3 +66,14 @@ def test_zoo_is_complete():
     assert len(paper) == 18
     assert {s.family for s in specs if s.form == "canonical"} == {"gru", "lstm", "sru", "fastgrnn"}
     assert [s.display for s in specs if s.family == "tlstm"] == ["T-LSTM", "IRC-T-LSTM", "IHC-T-LSTM"]
+
+
+def test_select_says_when_it_swaps_canonical_for_paper():
+    from rnnbench.cells import select
+    notes = []
+    specs = select(["gru"], ["baseline", "irc"], "canonical", notes=notes)
+    assert [(s.variant, s.form) for s in specs] == [("baseline", "canonical"), ("irc", "paper")]
+    assert notes == ["IRC-GRU: no canonical form; run in the paper form"]
+    quiet = []
+    select(["gru"], ["baseline"], "canonical", notes=quiet)
+    assert quiet == []

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnbench import fused
+from rnnbench.bench import verify as verify_bench
 from rnnbench.cli import app
 
 runner = CliRunner()
@@ -45,14 +45,15 @@ def test_triton_rows_cover_unfolded_and_ihc(tmp_path):
 
 
 def test_a_wrong_gradient_fails_the_command(monkeypatch):
-    real = fused.compare_with_eager
+    real = verify_bench._errors
 
-    def broken(stack, x, *a, **kw):
-        errs = real(stack, x, *a, **kw)
+    def broken(case, seed):
+        errs = real(case, seed)
+        assert "grad layers.0.W_FA" in errs
         errs["grad layers.0.W_FA"] = 0.5  # what a kernel with a wrong backward would report
         return errs
 
-    monkeypatch.setattr(fused, "compare_with_eager", broken)
+    monkeypatch.setattr(verify_bench, "_errors", broken)
     r = runner.invoke(app, ["verify", "--backend", "fused", "--cell", "fastgrnn", "--variant", "irc",
                             "--fold", "auto"])
     assert r.exit_code == 1
@@ -60,7 +61,7 @@ def test_a_wrong_gradient_fails_the_command(monkeypatch):
 
 
 def test_nan_fails(monkeypatch):
-    monkeypatch.setattr(fused, "compare_with_eager", lambda *a, **k: {"out": float("nan")})
+    monkeypatch.setattr(verify_bench, "_errors", lambda *a, **k: {"out": float("nan")})
     r = runner.invoke(app, ["verify", "--backend", "fused", "--cell", "gru", "--variant", "irc",
                             "--fold", "auto"])
     assert r.exit_code == 1

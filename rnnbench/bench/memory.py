@@ -29,9 +29,9 @@ import torch
 
 from rnnbench import backends
 from rnnbench.backends import training_loss
-from rnnbench.bench.speed import guarded
 from rnnbench.case import Case
 from rnnbench.devices import resolve_device, set_threads, synchronize
+from rnnbench.outcome import guarded, one_line
 from rnnbench.results import Row
 
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = _child(case_from_json(args.case_json), args.seed)
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        print(json.dumps({"error": backends.one_line(e)}))
+        print(json.dumps({"error": one_line(e)}))
         return 1
     print(json.dumps(result))
     return 0

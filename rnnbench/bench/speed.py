@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import torch
 
 from rnnbench import backends
-from rnnbench.backends import classify, training_loss
+from rnnbench.backends import training_loss
 from rnnbench.bench.flops import count_flops
 from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
-from rnnbench.devices import empty_cache, pin_cpus, resolve_device, set_threads
-from rnnbench.errors import RnnbenchError, SizeError
+from rnnbench.devices import pin_cpus, resolve_device, set_threads
+from rnnbench.errors import RnnbenchError
+from rnnbench.outcome import guarded
 from rnnbench.results import Row
 
 MODES = ("fwd", "fwd+bwd", "bwd")
@@ -53,25 +54,6 @@ class SpeedSettings:
                      max_samples=self.max_samples, device=device)
 
 
-def guarded(case: Case, measure) -> Row:
-    """Run ``measure()``; an unsupported case, an OOM or a failure becomes a row, never a crash.
-    User errors other than impossible sizes (unknown cell, no GPU) still stop the run."""
-    try:
-        return measure()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except RnnbenchError as e:
-        if not isinstance(e, SizeError):
-            raise
-        status, reason = classify(e)
-    except Exception as e:  # noqa: BLE001 - a sweep must survive any one case
-        status, reason = classify(e)
-    # the exception (and the frames holding its tensors) is gone here, so the cache can be freed
-    if status == "oom":
-        empty_cache(case.device)
-    return case.row(status=status, reason=reason)
-
-
 def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
     settings = settings or SpeedSettings()
     if case.mode not in MODES:
@@ -94,7 +76,7 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
         return torch.autograd.grad(training_loss(forward(x)), params)
 
     metrics: dict = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(runnable.notes)     # what the backend says about itself
     retries = [0]
     ref_before = _yardstick(device, s, warnings)
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from itertools import cycle, islice, repeat
 
 import torch
@@ -41,18 +43,19 @@ QUANTILE_METHOD = "linear interpolation between closest ranks (numpy 'linear', H
 
 
 def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile by linear interpolation between closest ranks (type 7)."""
+    """The ``q`` quantile by linear interpolation between closest ranks (type 7): the
+    ``statistics`` module's "inclusive" method, at the cut point q of ``n`` equal parts."""
     if not values:
         return math.nan
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile must be within [0, 1], got {q}")
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    k = math.floor(pos)
-    f = pos - k
-    if k + 1 >= len(xs):
-        return float(xs[-1])
-    return float(xs[k] + f * (xs[k + 1] - xs[k]))
+    if len(values) == 1 or q == 0.0:
+        return float(min(values))
+    if q == 1.0:
+        return float(max(values))
+    part = Fraction(q).limit_denominator(10_000)
+    cuts = statistics.quantiles(values, n=part.denominator, method="inclusive")
+    return float(cuts[part.numerator - 1])
 
 
 @dataclass

@@ -3,11 +3,12 @@
 import torch
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
-from rnnbench.cells.regulated import RegulatedCell
+from rnnbench.cells.family import Coefficients, Family, dsig
+from rnnbench.cells.registry import register, register_family
+from rnnbench.cells.regulated import THETA_BETA_INIT, RegulatedCell
 
 # EdgeML initialises zeta = 1 and nu = -4 (beta = 0.73, kappa = 0.018).
-THETA_BETA_INIT, THETA_KAPPA_INIT = 1.0, -4.0
+THETA_KAPPA_INIT = -4.0
 
 
 @register("fastgrnn", "baseline", equations="f = σ(W_F x + U_F h + b_F); a = tanh(W_A x + U_A h + b_A); "
@@ -79,20 +80,46 @@ class FastGRNNCanonical(Cell):
         return h, (h,)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+def update(gates, a, h, c, x, beta):
+    (f,) = gates
+    return f * h + beta * (1 - f) * a, None                  # h' = f⊙h + β(1−f)⊙a
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    f = S[:, :, 0]
+    return Coefficients(K=((Hp - beta * A) * dsig(f)).unsqueeze(2), Kh=f)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Gh * (1 - S[:, :, 0]) * beta, None                # da = g β (1−f)
+
+
+def beta_grad(dA, A, beta):
+    return ((dA * A).sum() / beta).reshape(1)                # dβ = Σ g (1−f) a = Σ da a / β
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    ba = beta * a
+    return ba + s0 * (h - ba), c
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    d0 = g * (h - beta * a) * s0 * (1.0 - s0)
+    return d0, zero, zero, g * beta * (1.0 - s0), g * s0, zero, zero
+
+
+FAMILY = register_family(Family("fastgrnn", ("F",), update, coefficients, input_grads,
+                                has_beta=True, beta_grad=beta_grad, triton_update=triton_update,
+                                triton_backward=triton_backward))
+
+
 @register("fastgrnn", "irc", kind="irc",
           equations="v = x + α⊙(U_V h); f = σ(W_F v); a = W_A x; h' = f⊙h + β(1−f)⊙a")
 @register("fastgrnn", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-FastGRNN")
 class RegulatedFastGRNN(RegulatedCell):
     title = "FastGRNN"
-    gates = ("F",)
-    extra_param_info = {"theta_beta": ParamInfo("θ_β", "β = σ(θ_β)")}
-
-    def __init__(self, input_size, hidden_size, **kw):
-        super().__init__(input_size, hidden_size, **kw)
-        self.new_param("theta_beta", 1, init=THETA_BETA_INIT)
-
-    def update(self, gates, a, x_t, state):
-        (h,), (f,) = state, gates
-        h = f * h + torch.sigmoid(self.theta_beta) * (1 - f) * a
-        return h, (h,)
+    family = FAMILY

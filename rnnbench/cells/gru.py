@@ -1,9 +1,11 @@
 """GRU (eqs. 1-3), its torch.nn.GRU form, and IRC/IHC-GRU (eqs. 14-17, 52-53)."""
 
 import torch
+from torch import nn
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
+from rnnbench.cells.family import Coefficients, Family
+from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
 
@@ -68,15 +70,46 @@ class GRUCanonical(Cell):
         return h, (h,)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+def update(gates, a, h, c, x, beta):
+    i, r = gates
+    return torch.lerp(h, r * a, i), None                   # h' = (1−i)⊙h + i⊙(r⊙a)
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    i, r = S[:, :, 0], S[:, :, 1]          # few passes over (T, B, M): this runs on every backward
+    K = torch.empty_like(S)
+    Kh = torch.sub(1, i)                                                  # 1 − i
+    torch.mul(r, A, out=K[:, :, 0]).sub_(Hp).mul_(i).mul_(Kh)             # (r a − h) i (1 − i)
+    torch.mul(i, A, out=K[:, :, 1]).mul_(r).mul_(torch.sub(1, r))        # i a r (1 − r)
+    return Coefficients(K=K, Kh=Kh)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Gh * S[:, :, 0] * S[:, :, 1], None                # da = g i r
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    return h + s0 * (s1 * a - h), c
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    d0 = g * (s1 * a - h) * s0 * (1.0 - s0)
+    d1 = g * s0 * a * s1 * (1.0 - s1)
+    return d0, d1, zero, g * s0 * s1, g * (1.0 - s0), zero, zero
+
+
+FAMILY = register_family(Family("gru", ("I", "R"), update, coefficients, input_grads,
+                                triton_update=triton_update, triton_backward=triton_backward,
+                                native=nn.GRU))
+
+
 @register("gru", "irc", kind="irc",
           equations="v = x + α⊙(U_V h); i,r = σ(W_{I,R} v); a = W_A x; h' = (1−i)⊙h + i⊙(r⊙a)")
 @register("gru", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-GRU")
 class RegulatedGRU(RegulatedCell):
     title = "GRU"
-    gates = ("I", "R")
-
-    def update(self, gates, a, x_t, state):
-        (h,), (i, r) = state, gates
-        h = torch.lerp(h, r * a, i)
-        return h, (h,)
+    family = FAMILY

@@ -1,9 +1,11 @@
 """LSTM (eqs. 18-21), its torch.nn.LSTM form, and IRC/IHC-LSTM (eqs. 22-26, 52-53)."""
 
 import torch
+from torch import nn
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
+from rnnbench.cells.family import Coefficients, Family, dsig, tanh
+from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
 
@@ -72,17 +74,49 @@ class LSTMCanonical(Cell):
         return h, (h, c)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+def update(gates, a, h, c, x, beta):
+    f, i, o = gates
+    c = f * c + i * a                                        # c' = f⊙c + i⊙a
+    return o * torch.tanh(c), c                              # h' = o⊙tanh(c')
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    f, i, o = S[:, :, 0], S[:, :, 1], S[:, :, 2]
+    tc = torch.tanh(Cn)
+    return Coefficients(Kq=o * (1 - tc * tc), Kc=torch.stack((Cp * dsig(f), A * dsig(i)), 2),
+                        Ko=tc * dsig(o), F=f)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Q * S[:, :, 1], None                              # da = q i
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    cn = s0 * c + s1 * a
+    return s2 * tanh(cn), cn
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    tc = tanh(cn)
+    q = gc + g * s2 * (1.0 - tc * tc)
+    d0 = q * c * s0 * (1.0 - s0)
+    d1 = q * a * s1 * (1.0 - s1)
+    d2 = g * tc * s2 * (1.0 - s2)
+    return d0, d1, d2, q * s1, zero, q * s0, zero
+
+
+FAMILY = register_family(Family("lstm", ("F", "I", "O"), update, coefficients, input_grads,
+                                has_c=True, triton_update=triton_update,
+                                triton_backward=triton_backward, native=nn.LSTM))
+
+
 @register("lstm", "irc", kind="irc", equations="v = x + α⊙(U_V h); f,i,o = σ(W_{F,I,O} v); a = W_A x; "
           "c' = f⊙c + i⊙a; h' = o⊙tanh(c')")
 @register("lstm", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(U_V h); then as IRC-LSTM")
 class RegulatedLSTM(RegulatedCell):
     title = "LSTM"
-    gates = ("F", "I", "O")
-    state_names = ("h", "c")
-
-    def update(self, gates, a, x_t, state):
-        (h, c), (f, i, o) = state, gates
-        c = f * c + i * a
-        h = o * torch.tanh(c)
-        return h, (h, c)
+    family = FAMILY

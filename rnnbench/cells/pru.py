@@ -7,7 +7,8 @@ steps. It can be switched off (output_map=False) to get the bare state recurrenc
 import torch
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
+from rnnbench.cells.family import Coefficients, Family, dsig
+from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
 OUTPUT_INFO = {
@@ -61,13 +62,43 @@ class PRU(_OutputMap, Cell):
         return s, (s,)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+# (the gate is the paper's c; the family has no cell state, so its c argument is None)
+def update(gates, a, h, c, x, beta):
+    (k,) = gates
+    return torch.lerp(a, h, k), None                         # s' = c⊙s + (1−c)⊙u
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    k = S[:, :, 0]
+    return Coefficients(K=((Hp - A) * dsig(k)).unsqueeze(2), Kh=k)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Gh * (1 - S[:, :, 0]), None                       # du = g (1−c)
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    return a + s0 * (h - a), c
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    return g * (h - a) * s0 * (1.0 - s0), zero, zero, g * (1.0 - s0), g * s0, zero, zero
+
+
+FAMILY = register_family(Family("pru", ("C",), update, coefficients, input_grads,
+                                triton_update=triton_update, triton_backward=triton_backward))
+
+
 @register("pru", "irc", kind="irc",
           equations="v = x + α⊙(U_V s); c = σ(W_c v); u = W_u x; s' = c⊙s + (1−c)⊙u; y = tanh(W_y s' + b_y)")
 @register("pru", "ihc", kind="ihc",
           equations="g = σ(W_G x + Γs + b_G); v = (1−g)⊙x + g⊙(U_V s); then as IRC-PRU")
 class RegulatedPRU(_OutputMap, RegulatedCell):
     title = "PRU"
-    gates = ("C",)
+    family = FAMILY
     candidate = "U"
     state_names = ("s",)
     extra_param_info = OUTPUT_INFO
@@ -75,8 +106,3 @@ class RegulatedPRU(_OutputMap, RegulatedCell):
     def __init__(self, input_size, hidden_size, output_map: bool = True, **kw):
         super().__init__(input_size, hidden_size, **kw)
         self._init_output_map(output_map)
-
-    def update(self, gates, a, x_t, state):
-        (s,), (c,) = state, gates
-        s = torch.lerp(a, s, c)
-        return s, (s,)

@@ -1,15 +1,18 @@
 """The cell zoo's single list. Every command, test and config reads cells from here.
 
-A family module registers its classes with :func:`register`; :func:`_discover` imports every
-module in this package, so adding a cell is adding one file.
+A family module declares its regulated update once (:class:`~rnnbench.cells.family.Family`,
+:func:`register_family`) and registers its cell classes with :func:`register`; :func:`_discover`
+imports every module in this package, so adding a cell family is adding one file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
 
+from rnnbench.cells.family import Family
 from rnnbench.errors import SizeError, UnknownCellError
 
 VARIANTS = ("baseline", "irc", "ihc")
@@ -57,6 +60,38 @@ class CellSpec:
 
 
 _REGISTRY: dict[tuple[str, str, str], CellSpec] = {}
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family, module: str | None = None) -> Family:
+    """Add a family's declaration; returns it with ``module`` (where it was declared) filled in."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"family {family.name!r} declared twice")
+    if module is None:
+        module = getattr(family.update, "__module__", "") or ""
+    family = dataclasses.replace(family, module=module)
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family | None:
+    """The declaration of a family's regulated update, or None (a family of baselines only)."""
+    _discover()
+    return _FAMILIES.get(name)
+
+
+def declared_families() -> list[Family]:
+    """Every declared family, in the zoo's order."""
+    _discover()
+    rank = {f: i for i, f in enumerate(families())}
+    return sorted(_FAMILIES.values(), key=lambda f: (rank.get(f.name, len(rank)), f.name))
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family's declaration and every cell registered under it (for tests' toy families)."""
+    _FAMILIES.pop(name, None)
+    for key in [k for k in _REGISTRY if k[0] == name]:
+        del _REGISTRY[key]
 
 
 def register(family: str, variant: str, form: str = "paper", *, equations: str,
@@ -88,7 +123,7 @@ def _discover() -> None:
     import rnnbench.cells as pkg
 
     for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in ("registry", "base", "connections", "regulated"):
+        if mod.name not in ("registry", "base", "connections", "regulated", "family"):
             importlib.import_module(f"{pkg.__name__}.{mod.name}")
 
 
@@ -130,8 +165,14 @@ def get(family: str, variant: str = "baseline", form: str = "paper") -> CellSpec
     return spec
 
 
-def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper") -> list[CellSpec]:
-    """Expand 'all' and lists into specs, keeping the zoo's order."""
+def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper",
+           notes: list[str] | None = None) -> list[CellSpec]:
+    """Expand 'all' and lists into specs, keeping the zoo's order.
+
+    Only the baselines have a canonical form; IRC/IHC cells exist in the paper form alone, so with
+    ``form="canonical"`` they are selected in the paper form, and (when ``notes`` is given) a line
+    saying so is appended to it for the caller to show.
+    """
     fams = families() if cells in ("all", ["all"]) else [cells] if isinstance(cells, str) else cells
     vars_ = list(VARIANTS) if variants in ("all", ["all"]) else (
         [variants] if isinstance(variants, str) else variants)
@@ -139,4 +180,8 @@ def select(cells: list[str] | str, variants: list[str] | str, form: str = "paper
     # user cell has its one baseline, whatever the variants asked of the zoo's cells
     keys = dict.fromkeys((f, "baseline", "paper") if ":" in f else
                          (f, v, form if v == "baseline" else "paper") for f in fams for v in vars_)
-    return [get(*k) for k in keys]
+    specs = [get(*k) for k in keys]
+    swapped = sorted({s.display for s in specs if s.form != form and ":" not in s.family})
+    if swapped and notes is not None:
+        notes.append(f"{', '.join(swapped)}: no {form} form; run in the paper form")
+    return specs

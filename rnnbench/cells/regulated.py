@@ -3,7 +3,7 @@
 Each regulated cell has gates that see only the regulated input ``v_t`` and a candidate ``W_A x_t``
 that sees only the input, so the input weights of all gates and the candidate are one stacked matrix
 ``W`` multiplied with the whole sequence once. Per step only ``W_gates d_t`` (see connections.py)
-remains. A family supplies its gate letters and :meth:`update`.
+remains. The family's declaration (family.py) supplies the gate letters and the update.
 """
 
 from __future__ import annotations
@@ -12,13 +12,29 @@ import torch
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
 from rnnbench.cells.connections import CONNECTION_INFO, Connection
+from rnnbench.cells.family import Family
+
+BETA_INFO = ParamInfo("θ_β", "β = σ(θ_β)")
+#: EdgeML initialises zeta = 1 (beta = 0.73)
+THETA_BETA_INIT = 1.0
 
 
 class RegulatedCell(Cell):
+    #: the family's declaration; a subclass sets it, and gets its gates and state names from it
+    family: Family
     gates: tuple[str, ...] = ()
     candidate: str = "A"
     #: SRU and T-LSTM feed back ``omega_V * h`` (elementwise) instead of ``U_V h``.
     diagonal_feedback = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        fam = cls.__dict__.get("family")
+        if fam is not None:
+            cls.gates = fam.gates
+            cls.diagonal_feedback = fam.diagonal_feedback
+            if "state_names" not in cls.__dict__:
+                cls.state_names = fam.state_names()
 
     def __init__(self, input_size: int, hidden_size: int, *, kind: str, gamma_input: str = "h"):
         super().__init__(input_size, hidden_size)
@@ -33,6 +49,9 @@ class RegulatedCell(Cell):
                                    "input weights of the gates and the candidate, stacked"),
             **CONNECTION_INFO, **self.extra_param_info,
         }
+        if self.family.has_beta:
+            self.new_param("theta_beta", 1, init=THETA_BETA_INIT)
+            self.param_info["theta_beta"] = BETA_INFO
 
     extra_param_info: dict[str, ParamInfo] = {}
 
@@ -52,10 +71,13 @@ class RegulatedCell(Cell):
         G = self.n_gate_rows
         d = self.connection.correction(conn_hoisted, x_t, state[0])
         gates = torch.sigmoid(wx[:, :G] + linear(d, self.W[:G]))
-        return self.update(gates.chunk(len(self.gates), -1), wx[:, G:], x_t, state)
+        fam = self.family
+        c = state[1] if fam.has_c else None
+        h, c = fam.update(gates.chunk(len(self.gates), -1), wx[:, G:], state[0], c, x_t, self.beta())
+        return h, ((h, c) if fam.has_c else (h,))
 
-    def update(self, gates, a, x_t, state):
-        raise NotImplementedError
+    def beta(self) -> torch.Tensor | None:
+        return torch.sigmoid(self.theta_beta) if self.family.has_beta else None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self.kind}"

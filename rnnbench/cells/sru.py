@@ -5,7 +5,8 @@ import math
 import torch
 
 from rnnbench.cells.base import Cell, ParamInfo, linear
-from rnnbench.cells.registry import register
+from rnnbench.cells.family import Coefficients, Family, dsig
+from rnnbench.cells.registry import register, register_family
 from rnnbench.cells.regulated import RegulatedCell
 
 
@@ -13,7 +14,8 @@ from rnnbench.cells.regulated import RegulatedCell
           equations="f,p = σ(W x + ω⊙c + b); a = W_A x; c' = f⊙c + (1−f)⊙a; h' = p⊙c' + (1−p)⊙x")
 class SRU(Cell):
     title = "SRU"
-    state_names = ("c",)
+    #: h first, as in every family (the output; the recurrence reads c only)
+    state_names = ("h", "c")
     #: the sru package multiplies the highway input by sqrt(1 + 2·e^{highway_bias}); the paper does not
     highway_scale = 1.0
     param_info = {
@@ -35,11 +37,11 @@ class SRU(Cell):
         return wx[..., :2 * M] + self.b_FP, wx[..., 2 * M:]
 
     def step(self, hoisted, x_t, state):
-        (c,), (fp, a) = state, hoisted
+        (_, c), (fp, a) = state, hoisted
         f, p = torch.sigmoid(fp + self.omega_FP * torch.cat((c, c), -1)).chunk(2, -1)
         c = torch.lerp(a, c, f)  # f⊙c + (1-f)⊙a
         h = torch.lerp(x_t * self.highway_scale, c, p)
-        return h, (c,)
+        return h, (h, c)
 
 
 @register("sru", "baseline", "canonical", requires_square=True,
@@ -50,6 +52,41 @@ class SRUCanonical(SRU):
     highway_scale = math.sqrt(3.0)
 
 
+# -- the regulated update, declared once: eager, fused (rnnbench/fused.py), Triton (kernels/) --
+
+def update(gates, a, h, c, x, beta):
+    f, p = gates
+    c = torch.lerp(a, c, f)                                  # c' = f⊙c + (1−f)⊙a
+    return torch.lerp(x, c, p), c                            # h' = p⊙c' + (1−p)⊙x
+
+
+def coefficients(S, A, X, Hp, Cp, Cn, beta):
+    f, p = S[:, :, 0], S[:, :, 1]
+    return Coefficients(Kq=p, Kc=((Cp - A) * dsig(f)).unsqueeze(2), Ko=(Cn - X) * dsig(p), F=f)
+
+
+def input_grads(S, A, Gh, Q, beta):
+    return Q * (1 - S[:, :, 0]), Gh * (1 - S[:, :, 1])       # da = q (1−f), dx = g (1−p)
+
+
+def triton_update(s0, s1, s2, a, h, c, x, beta):
+    cn = a + s0 * (c - a)
+    return x + s1 * (cn - x), cn
+
+
+def triton_backward(g, gc, s0, s1, s2, a, h, c, cn, x, beta):
+    zero = g * 0.0
+    q = gc + g * s1
+    d0 = q * (c - a) * s0 * (1.0 - s0)
+    d1 = g * (cn - x) * s1 * (1.0 - s1)
+    return d0, d1, zero, q * (1.0 - s0), zero, q * s0, g * (1.0 - s1)
+
+
+FAMILY = register_family(Family("sru", ("F", "P"), update, coefficients, input_grads, has_c=True,
+                                reads_x=True, diagonal_feedback=True, triton_update=triton_update,
+                                triton_backward=triton_backward))
+
+
 @register("sru", "irc", kind="irc", requires_square=True,
           equations="v = x + α⊙(ω_V⊙h); f,p = σ(W_{F,P} v); a = W_A x; c' = f⊙c + (1−f)⊙a; "
           "h' = p⊙c' + (1−p)⊙x")
@@ -57,12 +94,4 @@ class SRUCanonical(SRU):
           equations="g = σ(W_G x + Γh + b_G); v = (1−g)⊙x + g⊙(ω_V⊙h); then as IRC-SRU")
 class RegulatedSRU(RegulatedCell):
     title = "SRU"
-    gates = ("F", "P")
-    diagonal_feedback = True
-    state_names = ("h", "c")
-
-    def update(self, gates, a, x_t, state):
-        (h, c), (f, p) = state, gates
-        c = torch.lerp(a, c, f)
-        h = torch.lerp(x_t, c, p)
-        return h, (h, c)
+    family = FAMILY

@@ -321,7 +321,7 @@ def run_case(spec: CellSpec, task: TaskSpec, hidden_sizes: Sequence[int], cfg: T
     except (RnnbenchError, KeyboardInterrupt):
         raise
     except Exception as e:  # one run's OOM or crash is its row; a suite goes on
-        from rnnbench.backends import classify
+        from rnnbench.outcome import classify
         status, reason = classify(e)
         return case.row(status=status, reason=reason, labels=lab)
     values = res.curve_value
