@@ -51,7 +51,8 @@ def main() -> int:
                              for v in timed]
                 except (OSError, ValueError, KeyError, TypeError):
                     cells = ["no result"]
-                line = "\t".join([pair, str(job), str(code), f"{wall:.0f}", *cells])
+                load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+                line = "\t".join([pair, str(job), str(code), f"{wall:.0f}", *cells, f"load={load}"])
                 print(line, flush=True)
                 fh.write(line + "\n")
                 fh.flush()
