@@ -131,8 +131,10 @@ def child_command(plan: Plan, k: int, side: str, entry: dict) -> list[str]:
     return cmd
 
 
-def child_env(plan: Plan, side: str) -> dict:
+def child_env(plan: Plan, side: str, k: int = 1) -> dict:
     env = dict(os.environ)
+    if k > 1:
+        env["RNNBENCH_NO_FLOPS"] = "1"  # an exact count: the first round has it
     extra = [str(plan.side_path(side))]
     if env.get("PYTHONPATH"):
         extra += [str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p]
@@ -157,7 +159,7 @@ def _spawn(cmd: list[str], env: dict, cpus: list[int] | None, log: Path, cwd: Pa
 
 def start(plan: Plan, k: int, side: str, entry: dict) -> tuple[subprocess.Popen, Path]:
     log = round_file(plan.workdir, k, side).with_suffix(".log")
-    proc = _spawn(child_command(plan, k, side, entry), child_env(plan, side),
+    proc = _spawn(child_command(plan, k, side, entry), child_env(plan, side, k),
                   entry["cpus"].get(side), log, plan.workdir)
     return proc, log
 

@@ -36,10 +36,15 @@ def _layer_params(cell: str, variant: str, form: str, n: int, m: int) -> int:
     """Parameters of one layer, counted from a cell built on the meta device (no memory, exact
     shapes): multiply-adds per step and batch element are about this many."""
     try:
+        import contextlib
+
         import torch
 
         from rnnbench.cells.registry import get
-        with torch.device("meta"):
+        # a small cell is cheaper to build for real: the meta device's first use imports
+        # torch._dynamo (about 1.5 s), which every fresh process of `rnnbench ab` would pay
+        small = (n + m) * m <= 1 << 22
+        with contextlib.nullcontext() if small else torch.device("meta"):
             cell_mod = get(cell, variant, form).build(n, m)
         return sum(p.numel() for p in cell_mod.parameters())
     except Exception:

@@ -106,7 +106,9 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
                             "overlap within their noise")
     tokens = case.batch * case.seq_len
     metrics["tokens_per_s"] = tokens / median if median > 0 else None
-    if s.flops:
+    # RNNBENCH_NO_FLOPS: `rnnbench ab` counts FLOPs (exact) in its first round only; the count's
+    # first use imports torch._dynamo, about 2 s of every later round's fresh process
+    if s.flops and not os.environ.get("RNNBENCH_NO_FLOPS"):
         n = case_flops(runnable.reference, xs[0], case.mode)
         metrics["flops"] = n
         metrics["flop_per_s"] = n / median if median > 0 else None
