@@ -22,6 +22,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
     ap.add_argument("--jobs", type=int, default=20)
+    ap.add_argument("--first", type=int, default=1, help="number of the first job (to split a "
+                    "campaign over two processes, each with its own --pin)")
     ap.add_argument("--pairs", default="k20:k20,k20:k21,k20:k22")
     ap.add_argument("--suite", default=str(HERE / "plant.toml"))
     ap.add_argument("--summary", action="store_true", help="summarise OUT_DIR/jobs.tsv; run nothing")
@@ -33,7 +35,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     tsv = a.out / "jobs.tsv"
     with open(tsv, "a", encoding="utf-8") as fh:
-        for job in range(1, a.jobs + 1):
+        for job in range(a.first, a.first + a.jobs):
             for pair in a.pairs.split(","):  # pairs interleaved, so drift spreads over all of them
                 base, head = pair.split(":")
                 name = f"{base}-{head}-{job:02d}"
