@@ -30,7 +30,7 @@ def ab(
                                "processes in random order"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of the order of sides and cases "
                                        "[default: drawn, and recorded]"),
-    threshold: str = typer.Option("2%", "--threshold", help="a slowdown must be significantly "
+    threshold: str = typer.Option("1%", "--threshold", help="a slowdown must be significantly "
                                   "larger than this to fail the job"),
     alpha: float = typer.Option(0.05, "--alpha", help="false-alarm rate of the whole job "
                                 "(Holm-corrected over its timed cases)"),
