@@ -318,6 +318,8 @@ class Options:
     threshold: float = 0.01
     alpha: float = 0.05              # family-wise: over every judged case of the job
     confidence: float = 0.95         # of the intervals shown
+    # a timed case is "same" only if its interval rules out a slowdown this large, else "unsure"
+    resolution: float = 0.05
     instructions_threshold: float = 0.002
     gate_memory: bool = False        # peak RSS gates only when asked (metrics.py says why)
     normalize: bool = True
@@ -474,6 +476,13 @@ def _holm(verdicts: list[Verdict], opts: Options) -> None:
             v.note = _join(v.note, f"{change} (p={v._p_faster:.2g}, Holm over {m})")
         elif v.low > 1 + opts.threshold or v.high < 1 / (1 + opts.threshold):
             v.note = _join(v.note, f"{change}, not significant after Holm over {m} cases")
+        elif v.high > 1 + opts.resolution:
+            # "same" would claim more than the job saw: its interval still holds a slowdown the
+            # job should be able to catch (a busy CPU, or too few rounds)
+            v.verdict = "unsure"
+            v.note = _join(v.note, f"the interval reaches {(v.high - 1) * 100:+.0f}%: too noisy to "
+                                   f"rule out a +{opts.resolution * 100:g}% slowdown (a busy CPU? "
+                                   "more --rounds?)")
         del v._p_slower, v._p_faster
 
 

@@ -309,3 +309,16 @@ def test_a_user_cell_in_a_suite(tmp_path, job):
     bad.write_text(SUITE.replace("abcell:Cell", "abcell:Nope"))
     res = rnnbench("plan", bad, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "cells")})
     assert res.returncode == 2 and "has no 'Nope'" in res.stderr
+
+
+def test_a_noisy_job_says_unsure_instead_of_same():
+    """Rounds scattered by ±20% cannot rule out a 5% slowdown: the verdict says so (exit 0)."""
+    base = [1.0] * 10
+    head = [1.2, 0.8, 1.15, 0.85, 1.1, 0.9, 1.2, 0.82, 1.05, 0.95]
+    files = {"base": _files(base), "head": [ResultFile({}, {}, [_row(h)]) for h in head]}
+    (timed,) = [v for v in A.judge(files, A.Options()) if v.comparison == "statistical"]
+    assert timed.verdict == "unsure" and not timed.regression and timed.high > 1.05
+    steady = {"base": _files(base), "head": [ResultFile({}, {}, [_row(1.0 + d)])
+                                             for d in (0.004, -0.003, 0.002, -0.001, 0.0)] * 2}
+    (quiet,) = [v for v in A.judge(steady, A.Options()) if v.comparison == "statistical"]
+    assert quiet.verdict == "same"

@@ -32,6 +32,8 @@ def ab(
                                        "[default: drawn, and recorded]"),
     threshold: str = typer.Option("1%", "--threshold", help="a slowdown must be significantly "
                                   "larger than this to fail the job"),
+    resolution: str = typer.Option("5%", "--resolution", help="a timed case whose interval "
+                                   "cannot rule out a slowdown this large is 'unsure', not 'same'"),
     alpha: float = typer.Option(0.05, "--alpha", help="false-alarm rate of the whole job "
                                 "(Holm-corrected over its timed cases)"),
     threads: int = typer.Option(1, "--threads", help="torch threads in each process"),
@@ -66,6 +68,7 @@ def ab(
     from rnnbench.compare import parse_percent
 
     opts = A.Options(threshold=parse_percent(threshold, "--threshold"), alpha=alpha,
+                     resolution=parse_percent(resolution, "--resolution"),
                      instructions_threshold=parse_percent(instructions_threshold,
                                                           "--instructions-threshold"),
                      gate_memory=gate_memory, normalize=normalize, time_stat=time_stat)
@@ -120,7 +123,7 @@ def _check_settings(rounds, alpha, threads, time_stat, opts) -> None:
         raise RnnbenchError(f"--threads must be at least 1, got {threads}")
     if time_stat not in ("median", "min"):
         raise RnnbenchError(f"--time-stat must be median or min, got {time_stat!r}")
-    for name, v in (("--threshold", opts.threshold),
+    for name, v in (("--threshold", opts.threshold), ("--resolution", opts.resolution),
                     ("--instructions-threshold", opts.instructions_threshold)):
         if not math.isfinite(v) or v < 0:
             raise RnnbenchError(f"{name} must be a finite percentage >= 0, got {v}")
