@@ -649,8 +649,13 @@ def supports(spec, impl: str = "torch") -> tuple[bool, str]:
         ok, why = kernels.available()
         if not ok:
             return False, why
+    elif impl == "cpp":
+        from rnnbench import fused_cpp
+        ok, why = fused_cpp.available()
+        if not ok:
+            return False, f"the C++ loop is unavailable: {why}"
     elif impl != "torch":
-        return False, f"unknown impl {impl!r}; choose torch or triton"
+        return False, f"unknown impl {impl!r}; choose torch, cpp or triton"
     return True, ""
 
 
@@ -716,7 +721,7 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
         hg = linear(x, conn.W_G, conn.b_G)
         fbw = torch.tanh(conn.theta_omega) if conn.diagonal else conn.U_V
         Gamma, gamma_input = conn.Gamma, conn.gamma_input
-        if impl == "triton" and gamma_input == "feedback":
+        if impl in ("triton", "cpp") and gamma_input == "feedback":
             # Γ·(U_V h) = (Γ U_V) h: formed once here, so that every product in the kernels' loop
             # takes h; autograd carries dΓ' back to Γ and U_V (θ_ω)
             Gamma = Gamma * fbw if conn.diagonal else Gamma @ fbw
@@ -730,7 +735,11 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
     store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
-    out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, beta, *params)
+    if impl == "cpp":
+        from rnnbench.fused_cpp import CppRecurrence as Recurrence   # the loops in C++
+    else:
+        Recurrence = RegulatedRecurrence
+    out, cT = Recurrence.apply(fam, rec, impl, store, wx, x, h0, c0, beta, *params)
     finals = (out[-1], cT) if fam.has_c else (out[-1],)
     return cell.finish(out), finals
 
@@ -742,7 +751,8 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
     fold: "auto" (the cost model, :func:`choose_fold`), True or False (IRC only; IHC never folds).
     gates: "store", "recompute" or "auto" (:func:`resolve_gates`): keep each step's gates for the
     backward, or recompute them there from the h sequence.
-    impl: "torch" (the `fused` backend, any device) or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
+    impl: "torch" (any device), "cpp" (rnnbench/fused_cpp.py: the loops in C++, CPU, float32/64)
+    or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
     """
     ok, why = supports(stack.spec, impl)
     if not ok:

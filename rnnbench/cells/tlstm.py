@@ -58,3 +58,20 @@ class RegulatedTLSTM(RegulatedCell):
         c = torch.lerp(a, c, f)
         h = o * c
         return h, (h, c)
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# c' = a + f⊙(c − a), h' = o⊙c', and its derivatives (q: the total gradient of c').
+CPP_UPDATE = {
+    "forward": r"""
+        c_new = a + s[0] * (c - a);
+        h_new = s[1] * c_new;
+    """,
+    "backward": r"""
+        const T q = gc + g * s[1];
+        ds[0] = q * (c - a);
+        ds[1] = g * c_new;
+        da = q * (T(1) - s[0]);
+        dc = q * s[0];
+    """,
+}
