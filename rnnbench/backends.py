@@ -266,22 +266,44 @@ def _load_fused():
     return fused
 
 
+def _cpu_impl(case: Case, impl: str) -> str:
+    """"auto": the C++ loop (rnnbench.fused_cpp) where it runs, else the torch loop, saying why once."""
+    from rnnbench import fused_cpp
+
+    here = fused_cpp.runs(resolve_device(case.device), parse_dtype(case.dtype))
+    if impl == "cpp":
+        if not here:
+            raise Unsupported(f"the C++ loop runs float32 and float64 on a CPU, not {case.dtype} "
+                              f"on {case.device}")
+        ok, why = fused_cpp.available()
+        if not ok:
+            raise Unsupported(f"the C++ loop is unavailable: {why}")
+        return "cpp"
+    if here and fused_cpp.available()[0]:
+        return "cpp"
+    if here:
+        fused_cpp.note_fallback()
+    return "torch"
+
+
 def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
-    """fold: the cost model ("auto") or forced (True/False); gates: see rnnbench.fused.resolve_gates."""
+    """fold: the cost model ("auto") or forced (True/False); gates: see rnnbench.fused.resolve_gates.
+    impl "auto": "cpp" on a CPU when the C++ loop builds, else "torch"."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
         fused = _load_fused()
-        if impl == "triton" and resolve_device(case.device).type != "cuda":
+        run_impl = _cpu_impl(case, impl) if impl in ("auto", "cpp") else impl
+        if run_impl == "triton" and resolve_device(case.device).type != "cuda":
             # on a CPU the kernels run only in Triton's interpreter: a correctness tool whose
             # times say nothing about the kernels
             raise Unsupported("the Triton kernels run on a CPU only interpreted (TRITON_INTERPRET=1), "
                               "which is for correctness (rnnbench verify), not timing")
-        ok, why = fused.supports(case.spec, impl=impl)
+        ok, why = fused.supports(case.spec, impl=run_impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
 
         def forward(x):
             try:
-                out = fused.fused_forward(stack, x, impl=impl, fold=fold, gates=gates)
+                out = fused.fused_forward(stack, x, impl=run_impl, fold=fold, gates=gates)
             except RnnbenchError as e:
                 # its refusals (no GPU for triton, a fold it cannot do) concern this case only
                 raise Unsupported(str(e)) from None
@@ -297,10 +319,16 @@ register_backend("compile", _compile, description="torch.compile of the eager ru
 register_backend("native", _native,
                  description="torch.nn.GRU / torch.nn.LSTM (cuDNN on a GPU, oneDNN on a CPU); "
                              "canonical GRU and LSTM only")
-register_backend("fused", _fused_builder("torch"), placeholder=True,
+register_backend("fused", _fused_builder("auto"), placeholder=True,
                  description="IRC/IHC: hoisted products, folding by the cost model, hand-written "
-                             "backward (rnnbench.fused, torch ops; gates kept for the backward on a "
-                             "CPU, recomputed elsewhere)")
+                             "backward (rnnbench.fused); on a CPU in float32/64 its loops run in C++ "
+                             "(fused-cpp) when that builds, else as fused-torch")
+register_backend("fused-torch", _fused_builder("torch"),
+                 description="fused with its loops in torch ops (any device; gates kept for the "
+                             "backward on a CPU, recomputed elsewhere)")
+register_backend("fused-cpp", _fused_builder("cpp"),
+                 description="fused with its forward and reverse loops in C++ (rnnbench.fused_cpp; "
+                             "CPU, float32/64; built on first use)")
 register_backend("triton", _fused_builder("triton"), placeholder=True,
                  description="rnnbench.fused with Triton kernels (CUDA; folding by the cost model)")
 register_backend("fused-folded", _fused_builder("torch", fold=True),

@@ -24,7 +24,7 @@
 namespace irc {
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define IRC_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define IRC_CLONES
 #endif
