@@ -323,14 +323,14 @@ register_backend("fused", _fused_builder("auto"), placeholder=True,
                  description="IRC/IHC: hoisted products, folding by the cost model, hand-written "
                              "backward (rnnbench.fused); on a CPU in float32/64 its loops run in C++ "
                              "(fused-cpp) when that builds, else as fused-torch")
+register_backend("triton", _fused_builder("triton"), placeholder=True,
+                 description="rnnbench.fused with Triton kernels (CUDA; folding by the cost model)")
 register_backend("fused-torch", _fused_builder("torch"),
                  description="fused with its loops in torch ops (any device; gates kept for the "
                              "backward on a CPU, recomputed elsewhere)")
 register_backend("fused-cpp", _fused_builder("cpp"),
                  description="fused with its forward and reverse loops in C++ (rnnbench.fused_cpp; "
                              "CPU, float32/64; built on first use)")
-register_backend("triton", _fused_builder("triton"), placeholder=True,
-                 description="rnnbench.fused with Triton kernels (CUDA; folding by the cost model)")
 register_backend("fused-folded", _fused_builder("torch", fold=True),
                  description="fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)")
 register_backend("fused-unfolded", _fused_builder("torch", fold=False),
