@@ -10,9 +10,10 @@
 // into preallocated buffers with their leading dimensions; without one, to at::mm_out. The
 // elementwise work of a step (σ of the gates, the family's update or its derivative) is one pass,
 // compiled for several instruction sets (target_clones: the CPU picks at load time, so the build
-// stays portable without -march=native).
+// stays portable without -march=native). The passes run on one thread: a step's pass is a few
+// microseconds even at B = 32, M = 512, less than one more fork-join of the thread pool would cost
+// on a busy machine; the products use torch's threads through its BLAS.
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <cmath>
 #include <cstdint>
@@ -111,14 +112,6 @@ static void gemm(bool trans_b, int64_t m, int64_t n, int64_t k, const double* A,
   const int M = (int)n, N = (int)m, K = (int)k, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
   const double one = 1.0;
   dgemm_p(trans_b ? "T" : "N", "N", &M, &N, &K, &one, B, &la, A, &lb, &beta, C, &lc);
-}
-
-// Rows of a (B, M) pass split over threads only when a share is worth a thread.
-template <typename Fn>
-static void over_rows(int64_t B, int64_t width, const Fn& fn) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1));
-  if (B <= grain) return fn(0, B);
-  at::parallel_for(0, B, grain, fn);
 }
 
 // ---- the recurrence --------------------------------------------------------------------------------
@@ -290,9 +283,7 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
     const T* c = F::HAS_C ? Cp + t * B * M : nullptr;
     T* hn = outp + t * B * M;
     T* cn = F::HAS_C ? Cp + (t + 1) * B * M : nullptr;
-    over_rows(B, GM, [&](int64_t b0, int64_t b1) {
-      fwd_elems<F, T>(b0, b1, M, ldw, P, wt, xt, N, hp, c, hn, cn, beta);
-    });
+    fwd_elems<F, T>(0, B, M, ldw, P, wt, xt, N, hp, c, hn, cn, beta);
     hp = hn;
   }
 }
@@ -338,17 +329,8 @@ double backward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const a
     const T* hn = outp + t * B * M;
     T* dwt = dwxp + t * B * ldw;
     T* dxt = dxp ? dxp + t * B * N : nullptr;
-    if (B * GM >= 32768 && B > 1) {
-      std::vector<double> parts(at::get_num_threads(), 0.0);
-      at::parallel_for(0, B, std::max<int64_t>(1, 16384 / GM), [&](int64_t b0, int64_t b1) {
-        parts[at::get_thread_num()] += bwd_elems<F, T>(b0, b1, M, ldw, St, wt, xt, N, hprev, c,
-                                                       hn, cn, beta, gh, base, gc, dwt, dxt);
-      });
-      for (double v : parts) dbeta += v;
-    } else {
-      dbeta += bwd_elems<F, T>(0, B, M, ldw, St, wt, xt, N, hprev, c, hn, cn, beta, gh, base, gc,
-                               dwt, dxt);
-    }
+    dbeta += bwd_elems<F, T>(0, B, M, ldw, St, wt, xt, N, hprev, c, hn, cn, beta, gh, base, gc, dwt,
+                             dxt);
     // gh now holds dout_{t-1} + the direct part of dL/dh_{t-1}; add the recurrent part
     if (mix == FOLDED) {
       gemm(false, B, M, GM, dwt, ldw, W1p, M, T(1), gh, M);            // += δ_t R
