@@ -3,7 +3,7 @@
 //
 // Generic in the family: rnnbench/fused_cpp.py appends one struct per family, generated from the
 // family's CPP_UPDATE snippet (rnnbench/cells/<family>.py), and the dispatch by family name
-// (FAMILY_DISPATCH below). Generic in the recurrence: folded IRC (one product per step, R) or a
+// (IRC_FAMILIES below). Generic in the recurrence: folded IRC (one product per step, R) or a
 // two-product "mix" (unfolded IRC, IHC), as in rnnbench/fused.py.
 //
 // Products go to the BLAS that torch itself links (sgemm_/dgemm_, found at load time), straight
