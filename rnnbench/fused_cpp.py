@@ -3,20 +3,20 @@
 The hoisting, folding and parameter gradients stay as rnnbench/fused.py does them (autograd around
 one autograd Function per layer, the products' parameters from rnnbench/recurrences.py); this
 module replaces that Function's two Python loops, the forward and the hand-written reverse loop, by
-one C++ call each (rnnbench/csrc/irc_loop.cpp). Per
-step, forward: one product into a preallocated gate buffer, then one pass that applies σ and the
-family's update; backward: one pass for the family's derivative, then one product. Nothing is
-allocated per step. The gates are always kept for the backward (free in the loop; the torch impl's
-`gates="recompute"` does not apply).
+one C++ call each (rnnbench/csrc/irc_loop.cpp). Per step, forward: one product into a preallocated
+gate buffer, then one pass that applies σ and the family's update; backward: one pass for the
+family's derivative, then one product. Nothing is allocated per step. The gates are always kept
+for the backward (free in the loop; the torch impl's `gates="recompute"` does not apply).
 
 Each family's elementwise update is a C++ snippet at the end of its own module,
 ``rnnbench/cells/<family>.py``: ``CPP_UPDATE = {"forward": ..., "backward": ...}``
-(:meth:`Family.cpp_source` reads it; a family without one runs `fused` on the torch loop and is
-not covered by `fused-cpp`), two function bodies over these names (T is the scalar type, float or double; ``sigm`` and ``tanh_`` are there):
+(:meth:`Family.cpp_source` reads it; a family without one runs `fused` on the torch loop and is not
+covered by `fused-cpp`). The two function bodies use these names (T is the scalar type, float or
+double; ``sigm`` and ``tanh_`` are there):
 
 * forward: in ``s[k]`` (the k-th gate after σ, in the family's gate order), ``a`` (the candidate
-  W_A x_t), ``x`` (x_t, for a family that reads x; N = M), ``h``, ``c`` (h_{t-1}, c_{t-1}), ``beta``; out ``h_new``
-  (and ``c_new``).
+  W_A x_t), ``x`` (x_t, for a family that reads x; N = M), ``h``, ``c`` (h_{t-1}, c_{t-1}),
+  ``beta``; out ``h_new`` (and ``c_new``).
 * backward: the same plus ``h_new``, ``c_new`` (h_t, c_t), ``g`` (dL/dh_t, total) and ``gc``
   (dL/dc_t arriving from step t+1); out ``ds[k]`` (dL/d s_k; the loop applies σ'), ``da``, and
   where they are not zero ``dh`` (the direct part of dL/dh_{t-1}), ``dc`` (dL/dc_{t-1}), ``dx``

@@ -45,8 +45,8 @@ def verify(
     prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
     sizes = parse_one(sizes or ("gpu" if dev.type == "cuda" else "small"), "--sizes", tuple(SIZES))
     backends = parse_choices(backend, "--backend", tuple(IMPLS), noun="backend", known=BACKENDS,
-                             why="verify checks fused (its torch and C++ loops) and triton, on each "
-                                 "--fold path, against eager")
+                             why="verify checks fused and triton (fused-torch, fused-cpp: fused's two "
+                                 "loops), on each --fold path, against eager")
     variants = parse_variants(variant, allowed=("irc", "ihc"),
                               why="the fused kernels exist for IRC and IHC cells only")
     fold_list = parse_choices(folds, "--fold", ("auto", "on", "off"), noun="fold path")
