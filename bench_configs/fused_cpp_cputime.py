@@ -6,7 +6,7 @@ Single-thread CPU time (time.process_time: this process's own CPU seconds, which
 shared machine do not inflate the way they inflate wall time), median of reps; fwd under
 inference_mode, fwd+bwd = forward + mean-square loss backward, as rnnbench speed times them."""
 import statistics, sys, time, torch
-from rnnbench.cells import get
+from rnnbench.cells import get, get_family
 from rnnbench.runner import RecurrentStack
 from rnnbench.fused import fused_forward
 torch.set_num_threads(1); torch.manual_seed(0)
@@ -22,7 +22,7 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for cell in sys.argv[1].split(","):
   for mode in ("fwd", "fwd+bwd"):
     for B, M in [(1, 64), (1, 256), (1, 512), (32, 256), (32, 512)]:
-        nat = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(M, M)
+        nat = get_family(cell).native(M, M)     # torch.nn.LSTM / GRU, as the family declares
         st = RecurrentStack(get(cell, "irc"), M, M)
         x = torch.randn(T, B, M)
         reps = 7 if B * M * M >= 32 * 256 * 256 else 21
