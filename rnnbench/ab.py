@@ -143,20 +143,22 @@ def child_env(plan: Plan, side: str) -> dict:
     return env
 
 
-def start(plan: Plan, k: int, side: str, entry: dict) -> tuple[subprocess.Popen, Path]:
-    cpus = entry["cpus"].get(side)
-    log = round_file(plan.workdir, k, side).with_suffix(".log")
-
+def _spawn(cmd: list[str], env: dict, cpus: list[int] | None, log: Path, cwd: Path
+           ) -> subprocess.Popen:
     def pin():  # in the child before exec: torch's threads are born on these CPUs
-        if cpus:
-            os.sched_setaffinity(0, set(cpus))
+        os.sched_setaffinity(0, set(cpus))
 
     with open(log, "w", encoding="utf-8") as fh:
         # the work folder as working directory: `python -m` puts it first on sys.path, and it
-        # holds no package that could shadow the side's code
-        proc = subprocess.Popen(child_command(plan, k, side, entry), cwd=plan.workdir,
-                                env=child_env(plan, side), stdout=subprocess.DEVNULL, stderr=fh,
+        # holds no package that could shadow a side's code
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=fh,
                                 stdin=subprocess.DEVNULL, preexec_fn=pin if cpus else None)
+
+
+def start(plan: Plan, k: int, side: str, entry: dict) -> tuple[subprocess.Popen, Path]:
+    log = round_file(plan.workdir, k, side).with_suffix(".log")
+    proc = _spawn(child_command(plan, k, side, entry), child_env(plan, side),
+                  entry["cpus"].get(side), log, plan.workdir)
     return proc, log
 
 
@@ -183,7 +185,6 @@ def wait(proc: subprocess.Popen, log: Path, k: int, side: str) -> None:
 
 def _alternate(plan: Plan, k: int, entry: dict) -> None:
     """One process times both sides' cells in turn (rnnbench/ab_alternate.py)."""
-    cpus = entry["cpus"].get("head")
     log = plan.workdir / f"round-{k:03d}.log"
     cmd = [sys.executable, "-m", "rnnbench.ab_alternate", str(plan.suite),
            str(plan.side_path("base")), str(plan.side_path("head")),
@@ -191,14 +192,7 @@ def _alternate(plan: Plan, k: int, entry: dict) -> None:
            str(round_file(plan.workdir, k, "head")), str(entry["shuffle"]["head"])]
     env = child_env(plan, "head")
     env["PYTHONPATH"] = os.pathsep.join(env["PYTHONPATH"].split(os.pathsep)[1:])  # sides: by the child
-
-    def pin():
-        if cpus:
-            os.sched_setaffinity(0, set(cpus))
-
-    with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(cmd, cwd=plan.workdir, env=env, stdout=subprocess.DEVNULL,
-                                stderr=fh, stdin=subprocess.DEVNULL, preexec_fn=pin if cpus else None)
+    proc = _spawn(cmd, env, entry["cpus"].get("head"), log, plan.workdir)
     wait(proc, log, k, "base and head")
 
 

@@ -43,8 +43,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the declarations are read by `rnnbench --help`, which must not wait for torch
+    import torch
 
 #: what the Triton kernels can take: the gate products are unrolled for up to three gates
 TRITON_MAX_GATES = 3
@@ -52,11 +54,13 @@ TRITON_MAX_GATES = 3
 
 def tanh(x):
     """tanh in a Triton update: torch's here, Triton's once kernels/ compiles the update."""
+    import torch
     return torch.tanh(x)
 
 
 def sigmoid(x):
     """σ in a Triton update: torch's here, Triton's once kernels/ compiles the update."""
+    import torch
     return torch.sigmoid(x)
 
 
