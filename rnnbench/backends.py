@@ -11,7 +11,8 @@ parameters, so gradients compare one to one. :func:`build` times nothing: it bui
 - ``compile``: ``torch.compile`` of that runner; the first calls (which compile) are timed apart.
 - ``native``: the torch.nn module a family declares (``torch.nn.GRU`` / ``torch.nn.LSTM``: cuDNN on
   a GPU, oneDNN on a CPU) with the weights of the canonical form copied in.
-- ``fused`` / ``triton``: rnnbench.fused with torch operations or the Triton kernels (a CUDA
+- ``fused`` / ``triton``: rnnbench.fused with its loops in C++ on a CPU where that builds, else
+  torch operations (``fused-cpp`` / ``fused-torch`` name one), or the Triton kernels (a CUDA
   device, or CPU tensors under TRITON_INTERPRET=1, for correctness only); ``-folded`` /
   ``-unfolded`` force the fold (:data:`FOLD_VARIANTS`), ``fused-recompute`` the gate recompute.
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rnnbench import agreement, fused
+from rnnbench import agreement, fused, fused_cpp
 from rnnbench.case import Case
 from rnnbench.cells.registry import CellSpec, declared_families, get_family
 from rnnbench.devices import dtype_name, parse_dtype, resolve_device, synchronize
@@ -247,13 +248,19 @@ def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | N
 
 
 def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
-    """fold: "auto" (the cost model), "on" or "off"; gates: see rnnbench.fused.resolve_gates."""
+    """fold: "auto" (the cost model), "on" or "off"; gates: see rnnbench.fused.resolve_gates.
+    impl "auto": rnnbench.fused.pick_impl (the C++ loop on a CPU where it builds, else torch)."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
-        ok, why = fused.supports(case.spec, impl=impl)
+        device, dtype = resolve_device(case.device), parse_dtype(case.dtype)
+        run_impl = fused.pick_impl(case.spec, device, dtype) if impl == "auto" else impl
+        if run_impl == "cpp" and not fused_cpp.runs(device, dtype):
+            raise Unsupported(f"the C++ loop runs float32 and float64 on a CPU, not {case.dtype} "
+                              f"on {case.device}")
+        ok, why = fused.supports(case.spec, impl=run_impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
-        runnable = fused_runnable(stack, case.backend, impl=impl, fold=fold, gates=gates)
-        if impl == "triton" and resolve_device(case.device).type != "cuda":
+        runnable = fused_runnable(stack, case.backend, impl=run_impl, fold=fold, gates=gates)
+        if run_impl == "triton" and resolve_device(case.device).type != "cuda":
             runnable.notes.append("Triton interpreter on CPU tensors: correct, but its times say "
                                   "nothing about the kernels")
         return runnable
@@ -280,13 +287,19 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in [
     Backend("compile", _compile, "torch.compile of the eager runner"),
     Backend("native", _native, "the torch.nn module a family declares (torch.nn.GRU / LSTM: cuDNN "
             "on a GPU, oneDNN on a CPU); canonical forms only", _covers_native),
-    Backend("fused", _fused_builder("torch"),
+    Backend("fused", _fused_builder("auto"),
             "IRC/IHC: hoisted products, folding by the cost model, hand-written backward "
-            "(rnnbench.fused, torch ops; gates kept for the backward on a CPU, recomputed elsewhere)",
-            _fused_covers("torch")),
+            "(rnnbench.fused); on a CPU in float32/64 its loops run in C++ (fused-cpp) when that "
+            "builds, else as fused-torch", _fused_covers("torch")),
     Backend("triton", _fused_builder("triton"),
             "rnnbench.fused with Triton kernels (CUDA, or TRITON_INTERPRET=1 on CPU for "
             "correctness; folding by the cost model)", _fused_covers("triton")),
+    Backend("fused-torch", _fused_builder("torch"),
+            "fused with its loops in torch ops (any device; gates kept for the backward on a CPU, "
+            "recomputed elsewhere)", _fused_covers("torch")),
+    Backend("fused-cpp", _fused_builder("cpp"),
+            "fused with its forward and reverse loops in C++ (rnnbench.fused_cpp; CPU, float32/64; "
+            "built on first use)", _fused_covers("cpp")),
     Backend("fused-folded", _fused_builder("torch", fold="on"),
             "fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)",
             _fused_covers("torch", "on")),

@@ -24,9 +24,11 @@ What this module does with that (docs/kernels.md has the derivations):
   is then ONE product after the loop (``dR = Σ_t δ_tᵀ h_{t-1}``), carried to W_g, θ_α, U_V (θ_ω) by
   autograd through the fold product.
 
-``impl="torch"`` runs the loops with torch operations (any device, the `fused` backend);
-``impl="triton"`` runs the loops as Triton kernel launches (kernels/, the `triton` backend): one per
-step folded, two (one per product) for unfolded IRC and IHC.
+``impl="torch"`` runs the loops with torch operations (any device, the `fused-torch` backend);
+``impl="cpp"`` runs each loop as one C++ call (rnnbench/fused_cpp.py, a CPU, the `fused-cpp`
+backend; :func:`pick_impl` makes `fused` take it where it builds); ``impl="triton"`` runs the loops
+as Triton kernel launches (kernels/, the `triton` backend): one per step folded, two (one per
+product) for unfolded IRC and IHC.
 """
 
 from __future__ import annotations
@@ -37,15 +39,19 @@ from dataclasses import dataclass
 import torch
 
 import kernels
-from rnnbench import recurrences
+from rnnbench import fused_cpp, recurrences
 from rnnbench.cells.base import linear
 from rnnbench.cells.family import Family
 from rnnbench.cells.registry import get_family
 from rnnbench.cells.regulated import RegulatedCell
 from rnnbench.errors import ConfigError, DeviceError, SizeError
 
-__all__ = ["FOLDS", "GATES", "choose_fold", "declares", "fold_costs", "fused_forward", "fused_layer",
-           "parse_fold", "resolve_gates", "supports"]
+__all__ = ["FOLDS", "GATES", "IMPLS", "choose_fold", "declares", "fold_costs", "fused_forward",
+           "fused_layer", "parse_fold", "pick_impl", "resolve_gates", "supports"]
+
+#: where the time loops run: torch operations (any device), C++ (rnnbench/fused_cpp.py: a CPU,
+#: float32/64, built on first use) or the Triton kernels (kernels/)
+IMPLS = ("torch", "cpp", "triton")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,8 +348,10 @@ def declares(spec, impl: str = "torch") -> tuple[bool, str]:
         return False, f"{name}: family {spec.family!r} declares no regulated update"
     if impl == "triton" and not fam.has_triton:
         return False, f"{name}: family {fam.name!r} declares no Triton update (or has over 3 gates)"
-    if impl not in ("torch", "triton"):
-        return False, f"unknown impl {impl!r}; choose torch or triton"
+    if impl == "cpp" and fam.cpp_source() is None:
+        return False, f"{name}: family {fam.name!r} declares no C++ update (CPP_UPDATE)"
+    if impl not in IMPLS:
+        return False, f"unknown impl {impl!r}; choose {', '.join(IMPLS)}"
     return True, ""
 
 
@@ -352,7 +360,21 @@ def supports(spec, impl: str = "torch") -> tuple[bool, str]:
     ok, why = declares(spec, impl)
     if ok and impl == "triton":
         ok, why = kernels.available()
+    elif ok and impl == "cpp":
+        ok, why = fused_cpp.available()
+        why = why and f"the C++ loop is unavailable: {why}"
     return ok, why if not ok else ""
+
+
+def pick_impl(spec, device, dtype) -> str:
+    """The `fused` backend's loops: "cpp" where the C++ loop takes this family, device and dtype and
+    builds, else "torch". A failed build is said once, in one line on stderr (fused_cpp.note_fallback)."""
+    if not (fused_cpp.runs(device, dtype) and declares(spec, "cpp")[0]):
+        return "torch"
+    if fused_cpp.available()[0]:
+        return "cpp"
+    fused_cpp.note_fallback()
+    return "torch"
 
 
 #: how the IRC recurrence is computed: by the cost model, always folded, never folded
@@ -387,9 +409,15 @@ def resolve_gates(gates: str, impl: str, device) -> bool:
     is one more (T·B × M)·(M × G·M) product for memory that equals the gate part of the hoisted
     buffer already saved. Elsewhere, and always in the Triton kernels, the gates are recomputed
     (issue #4's design: a GPU recomputes a gate faster than it reads one back at large sizes).
+    The C++ loop always stores (its loop writes them where the backward reads them).
     """
     if gates not in GATES:
         raise ConfigError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
+    if impl == "cpp":
+        if gates == "recompute":
+            raise ConfigError("the C++ loop keeps the gates for the backward; gates='recompute' "
+                              "is for the torch impl (fused-recompute)")
+        return True
     if gates == "auto":
         return impl == "torch" and torch.device(device).type == "cpu"
     if gates == "store" and impl == "triton":
@@ -413,13 +441,14 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl)
     h0 = state[0]
     c0 = state[1] if fam.has_c else None
-    if impl == "triton":
+    if impl in ("triton", "cpp"):
         wx, x = wx.contiguous(), x.contiguous()
         params = tuple(p.contiguous() for p in params)
     # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
     store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
-    out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(), *params)
+    Recurrence = fused_cpp.CppRecurrence if impl == "cpp" else RegulatedRecurrence
+    out, cT = Recurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(), *params)
     finals = (out[-1], cT) if fam.has_c else (out[-1],)
     return cell.finish(out), finals
 
@@ -432,7 +461,8 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
     True/False are read as on/off.
     gates: "store", "recompute" or "auto" (:func:`resolve_gates`): keep each step's gates for the
     backward, or recompute them there from the h sequence.
-    impl: "torch" (the `fused` backend, any device) or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
+    impl: "torch" (any device), "cpp" (rnnbench/fused_cpp.py: the loops in C++, CPU, float32/64)
+    or "triton" (kernels/, CUDA or TRITON_INTERPRET=1).
     """
     ok, why = supports(stack.spec, impl)
     if not ok:
@@ -447,6 +477,9 @@ def fused_forward(stack, x: torch.Tensor, state=None, *, fold="auto", impl: str 
         if not (x.is_cuda or kernels.interpreting()):
             raise DeviceError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         x = x.contiguous()
+    if impl == "cpp" and not fused_cpp.runs(x.device, x.dtype):
+        raise DeviceError(f"the C++ loop runs float32 and float64 on a CPU, got "
+                          f"{str(x.dtype).removeprefix('torch.')} on {x.device}")
     if state is None:
         state = stack.init_state(x.shape[1], dtype=x.dtype, device=x.device)
     finals = []

@@ -275,9 +275,9 @@ def for_cell(cell, wx, x, *, use_fold: bool, impl: str) -> tuple[Recurrence, tup
     hg = linear(x, conn.W_G, conn.b_G)
     fbw = torch.tanh(conn.theta_omega) if conn.diagonal else conn.U_V
     Gamma, gamma_input = conn.Gamma, conn.gamma_input
-    if impl == "triton" and gamma_input == "feedback":
-        # Γ·(U_V h) = (Γ U_V) h: formed once here, so that every product in the kernels' loop
-        # takes h; autograd carries dΓ' back to Γ and U_V (θ_ω)
+    if impl in ("triton", "cpp") and gamma_input == "feedback":
+        # Γ·(U_V h) = (Γ U_V) h: formed once here, so that every product in the kernels' and the
+        # C++ loops takes h; autograd carries dΓ' back to Γ and U_V (θ_ω)
         Gamma = Gamma * fbw if conn.diagonal else Gamma @ fbw
         gamma_input = "h"
     return IHC(G, N, M, diagonal=conn.diagonal, gamma_input=gamma_input), (Wg, fbw, Gamma, hg)

@@ -49,3 +49,26 @@ def suite(request, tmp_path):
     p = tmp_path / "tiny.toml"
     p.write_text(textwrap.dedent(request.module.SUITE))
     return p
+
+
+@pytest.fixture(scope="session")
+def cpp_loop():
+    """The C++ loop of the fused-cpp backend, built (or loaded from torch's cache) once per session.
+
+    A CI machine without ~/.cache/torch_extensions compiles it here, once; every later use in the
+    session (including the `fused` backend, which picks it on a CPU) takes the loaded module.
+    Without any C++ compiler the tests that need it skip; a compiler that fails fails them."""
+    from rnnbench import fused_cpp
+    ok, why = fused_cpp.available()
+    if not ok and "no C++ compiler" in why:
+        pytest.skip(why)
+    assert ok, why
+    return fused_cpp.load()
+
+
+def pytest_terminal_summary(terminalreporter):
+    import sys
+    mod = sys.modules.get("rnnbench.fused_cpp")
+    if mod is not None and mod.build_seconds is not None:
+        terminalreporter.write_line(f"fused-cpp: C++ loop built or loaded in {mod.build_seconds:.1f} s "
+                                    "(torch_extensions cache)")

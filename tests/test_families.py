@@ -217,8 +217,28 @@ def test_triton_functions_are_the_torch_update_and_its_derivative(fam):
 
 
 def test_cpp_update_slot(toy, monkeypatch):
-    """A family module may end with CPP_UPDATE = "..." instead of filling cpp_update."""
+    """A family module may end with CPP_UPDATE = {...} instead of filling cpp_update."""
     import sys
     assert toy.cpp_source() is None
-    monkeypatch.setattr(sys.modules[toy.module], "CPP_UPDATE", "h_new = f * h;", raising=False)
-    assert toy.cpp_source() == "h_new = f * h;"
+    update = {"forward": "h_new = s[0] * h;", "backward": "ds[0] = g * h; dh = g * s[0];"}
+    monkeypatch.setattr(sys.modules[toy.module], "CPP_UPDATE", update, raising=False)
+    assert toy.cpp_source() == update
+
+
+def test_toy_without_a_cpp_update_runs_fused_on_the_torch_loop(toy, monkeypatch):
+    """fused-cpp does not cover a family without CPP_UPDATE (and says so when asked anyway); `fused`
+    runs it on the torch loop, without rebuilding the C++ loop or a note on stderr."""
+    from rnnbench import fused, fused_cpp
+    from rnnbench.outcome import Unsupported
+
+    spec = get("toy", "irc")
+    assert "fused-cpp" not in backends.covering(spec) and "fused" in backends.covering(spec)
+    with pytest.raises(Unsupported, match="declares no C\\+\\+ update"):
+        backends.build(_tiny_case(spec, "fused-cpp"))
+    monkeypatch.setattr(fused_cpp, "_build", lambda families: pytest.fail("the C++ loop was rebuilt"))
+    seen = []
+    real = fused.fused_forward
+    monkeypatch.setattr(fused, "fused_forward", lambda s, x, **kw: seen.append(kw["impl"]) or real(s, x, **kw))
+    runnable = backends.build(_tiny_case(spec, "fused"))
+    assert runnable.verify_error is not None and runnable.verify_error < 1e-4
+    assert seen and set(seen) == {"torch"}

@@ -20,8 +20,8 @@ SIZES = {
     "small": [(1, 1, 5, 7), (7, 3, 6, 9), (5, 2, 8, 8)],
     "gpu": [(16, 8, 100, 160), (64, 16, 256, 256), (32, 64, 512, 512), (8, 64, 1024, 1024)],
 }
-#: the backends verify checks, and the impl each runs
-IMPLS = {"fused": "torch", "triton": "triton"}
+#: the backends verify checks, and the impl each runs ("auto": rnnbench.fused.pick_impl, as `fused`)
+IMPLS = {"fused": "auto", "fused-torch": "torch", "fused-cpp": "cpp", "triton": "triton"}
 
 
 def verify_cases(specs, backends, dtype: str, device: str, sizes: str, folds) -> list[Case]:
@@ -40,11 +40,13 @@ def verify_cases(specs, backends, dtype: str, device: str, sizes: str, folds) ->
 
 
 def _errors(case: Case, seed: int) -> dict[str, float]:
+    device, dtype = resolve_device(case.device), parse_dtype(case.dtype)
     impl = IMPLS[case.backend]
+    if impl == "auto":
+        impl = fused.pick_impl(case.spec, device, dtype)
     ok, why = fused.supports(case.spec, impl=impl)
     if not ok:
         raise Unsupported(why)
-    device, dtype = resolve_device(case.device), parse_dtype(case.dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         stack = RecurrentStack(case.spec, case.input_size, case.hidden_sizes)

@@ -109,9 +109,10 @@ class Family:
     triton_backward: Callable | None = None
     #: torch.nn module computing this family's canonical baseline (the `native` backend), or None
     native: type | None = None
-    #: C++ source of the elementwise update for the C++ CPU loop, or None. A family module may
-    #: instead end with ``CPP_UPDATE = "..."``; :meth:`cpp_source` reads either.
-    cpp_update: str | None = None
+    #: the elementwise update and its derivative for the C++ CPU loop (rnnbench/fused_cpp.py
+    #: documents the names): ``{"forward": ..., "backward": ...}``, or None. A family module may
+    #: instead end with ``CPP_UPDATE = {...}``; :meth:`cpp_source` reads either.
+    cpp_update: dict[str, str] | None = None
     module: str = ""             # the declaring module (set by register_family)
 
     @property
@@ -128,7 +129,7 @@ class Family:
         return (self.triton_update is not None and self.triton_backward is not None
                 and self.n_gates <= TRITON_MAX_GATES)
 
-    def cpp_source(self) -> str | None:
+    def cpp_source(self) -> dict[str, str] | None:
         if self.cpp_update is not None:
             return self.cpp_update
         mod = sys.modules.get(self.module)

@@ -123,3 +123,18 @@ FAMILY = register_family(Family("fastgrnn", ("F",), update, coefficients, input_
 class RegulatedFastGRNN(RegulatedCell):
     title = "FastGRNN"
     family = FAMILY
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# h' = f⊙h + β(1 − f)⊙a, and its derivatives (dβ is summed over every element by the loop).
+CPP_UPDATE = {
+    "forward": r"""
+        h_new = s[0] * h + beta * (T(1) - s[0]) * a;
+    """,
+    "backward": r"""
+        ds[0] = g * (h - beta * a);
+        da = g * beta * (T(1) - s[0]);
+        dh = g * s[0];
+        dbeta = g * (T(1) - s[0]) * a;
+    """,
+}

@@ -113,3 +113,18 @@ FAMILY = register_family(Family("gru", ("I", "R"), update, coefficients, input_g
 class RegulatedGRU(RegulatedCell):
     title = "GRU"
     family = FAMILY
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# h' = h + i⊙(r⊙a − h), and its derivatives.
+CPP_UPDATE = {
+    "forward": r"""
+        h_new = h + s[0] * (s[1] * a - h);
+    """,
+    "backward": r"""
+        ds[0] = g * (s[1] * a - h);
+        ds[1] = g * s[0] * a;
+        da = g * s[0] * s[1];
+        dh = g * (T(1) - s[0]);
+    """,
+}

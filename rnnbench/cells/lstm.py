@@ -120,3 +120,22 @@ FAMILY = register_family(Family("lstm", ("F", "I", "O"), update, coefficients, i
 class RegulatedLSTM(RegulatedCell):
     title = "LSTM"
     family = FAMILY
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# c' = f⊙c + i⊙a, h' = o⊙tanh(c'), and its derivatives (q: the total gradient of c').
+CPP_UPDATE = {
+    "forward": r"""
+        c_new = s[0] * c + s[1] * a;
+        h_new = s[2] * tanh_(c_new);
+    """,
+    "backward": r"""
+        const T tc = tanh_(c_new);
+        const T q = gc + g * s[2] * (T(1) - tc * tc);
+        ds[0] = q * c;
+        ds[1] = q * a;
+        ds[2] = g * tc;
+        da = q * s[1];
+        dc = q * s[0];
+    """,
+}

@@ -106,3 +106,17 @@ class RegulatedPRU(_OutputMap, RegulatedCell):
     def __init__(self, input_size, hidden_size, output_map: bool = True, **kw):
         super().__init__(input_size, hidden_size, **kw)
         self._init_output_map(output_map)
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# s' = a + c⊙(s − a) (the state is h here), and its derivatives.
+CPP_UPDATE = {
+    "forward": r"""
+        h_new = a + s[0] * (h - a);
+    """,
+    "backward": r"""
+        ds[0] = g * (h - a);
+        da = g * (T(1) - s[0]);
+        dh = g * s[0];
+    """,
+}

@@ -95,3 +95,21 @@ FAMILY = register_family(Family("sru", ("F", "P"), update, coefficients, input_g
 class RegulatedSRU(RegulatedCell):
     title = "SRU"
     family = FAMILY
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# c' = a + f⊙(c − a), h' = x + p⊙(c' − x), and its derivatives (q: the total gradient of c').
+CPP_UPDATE = {
+    "forward": r"""
+        c_new = a + s[0] * (c - a);
+        h_new = x + s[1] * (c_new - x);
+    """,
+    "backward": r"""
+        const T q = gc + g * s[1];
+        ds[0] = q * (c - a);
+        ds[1] = g * (c_new - x);
+        da = q * (T(1) - s[0]);
+        dc = q * s[0];
+        dx = g * (T(1) - s[1]);
+    """,
+}

@@ -88,3 +88,20 @@ FAMILY = register_family(Family("tlstm", ("F", "O"), update, coefficients, input
 class RegulatedTLSTM(RegulatedCell):
     title = "T-LSTM"
     family = FAMILY
+
+
+# The update for the C++ loop of the `fused-cpp` backend (rnnbench/fused_cpp.py documents the names):
+# c' = a + f⊙(c − a), h' = o⊙c', and its derivatives (q: the total gradient of c').
+CPP_UPDATE = {
+    "forward": r"""
+        c_new = a + s[0] * (c - a);
+        h_new = s[1] * c_new;
+    """,
+    "backward": r"""
+        const T q = gc + g * s[1];
+        ds[0] = q * (c - a);
+        ds[1] = g * c_new;
+        da = q * (T(1) - s[0]);
+        dc = q * s[0];
+    """,
+}

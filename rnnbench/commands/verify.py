@@ -19,7 +19,7 @@ from rnnbench.results import ResultFile, to_markdown, write_outputs, atomic_writ
 def verify(
     device: str = opts.DEVICE,
     backend: str = typer.Option("fused,triton", "--backend", "-b",
-                                help="fused, triton, a comma list, or all"),
+                                help="fused, fused-torch, fused-cpp, triton, a comma list, or all"),
     cell: str = opts.CELL,
     variant: str = typer.Option("irc,ihc", "--variant", "-v",
                                 help="irc, ihc, a comma list, or all (= irc,ihc): the fused "
@@ -38,14 +38,15 @@ def verify(
     """Check fused and Triton backends against eager: outputs, final states, every gradient.
     Exit 1 if any case fails."""
     from rnnbench.backends import BACKENDS
-    from rnnbench.bench.verify import SIZES, verify_case, verify_cases
+    from rnnbench.bench.verify import IMPLS, SIZES, verify_case, verify_cases
 
     dev = device_option(device)
     dtype = dtype_option(dtype)
     prepare(json=json, csv=csv, markdown=markdown, overwrite=overwrite)
     sizes = parse_one(sizes or ("gpu" if dev.type == "cuda" else "small"), "--sizes", tuple(SIZES))
-    backends = parse_choices(backend, "--backend", ("fused", "triton"), noun="backend",
-                             known=BACKENDS, why="verify checks fused and triton, on each --fold path, against eager")
+    backends = parse_choices(backend, "--backend", tuple(IMPLS), noun="backend", known=BACKENDS,
+                             why="verify checks fused and triton (fused-torch, fused-cpp: fused's two "
+                                 "loops), on each --fold path, against eager")
     variants = parse_variants(variant, allowed=("irc", "ihc"),
                               why="the fused kernels exist for IRC and IHC cells only")
     fold_list = parse_choices(folds, "--fold", ("auto", "on", "off"), noun="fold path")

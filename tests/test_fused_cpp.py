@@ -1,0 +1,220 @@
+"""The `fused-cpp` backend (rnnbench/fused_cpp.py: the fused loops in C++) against the eager stack.
+
+The extension is built once per test session (the `cpp_loop` fixture in conftest.py; torch caches
+the build between sessions). Every IRC/IHC family, folded and unfolded IRC and IHC, T = 1 and 7, B = 1 and 3, N ≠ M
+where the cell allows it, two layers; outputs, final states and the gradient of every parameter, of
+x and of the initial state, with every output buffer NaN-filled first (RNNBENCH_POISON=1) so that an
+element the loops never write shows up. float64 to 1e-10 of eager; float32 against the eager
+float64 result within 1e-4.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from rnnbench import backends, fused_cpp
+from rnnbench.case import Case
+from rnnbench.cells import declared_families, get
+from rnnbench.errors import DeviceError
+from rnnbench.fused import fused_forward
+
+from fused_helpers import perturbed_stack, run_with_grads
+
+FAMS = [f.name for f in declared_families()]
+PATHS = [("irc", "on"), ("irc", "off"), ("ihc", "auto")]
+SHAPES = [(1, 1), (7, 3)]
+
+
+@pytest.fixture
+def cpp(cpp_loop):
+    return cpp_loop
+
+
+@pytest.fixture
+def poison(monkeypatch):
+    monkeypatch.setenv("RNNBENCH_POISON", "1")
+
+
+def _build(family, variant, dtype, seed=0, **opts):
+    spec = get(family, variant)
+    N, Ms = (7, [7, 7]) if spec.requires_square else (6, [5, 11])
+    return perturbed_stack(spec, N, Ms, dtype, seed, **opts), N
+
+
+def _state(stack, B, dtype):
+    return [tuple(torch.randn(B, n, dtype=dtype) * 0.5 for n in c.state_sizes()) for c in stack.layers]
+
+
+def _compare(got, ref, tol):
+    assert got.keys() == ref.keys()
+
+    def rel(a, b):
+        a, b = a.detach().double(), b.detach().double()
+        return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+    bad = {k: rel(got[k], ref[k]) for k in ref if not rel(got[k], ref[k]) < tol}
+    assert not bad, f"relative error over {tol}: {bad}"
+
+
+def _cpp(fold):
+    return lambda s, x, st: fused_forward(s, x, st, fold=fold, impl="cpp")
+
+
+@pytest.mark.parametrize("T,B", SHAPES)
+@pytest.mark.parametrize("variant,fold", PATHS)
+@pytest.mark.parametrize("family", FAMS)
+def test_cpp_float64_matches_eager(cpp, poison, family, variant, fold, T, B):
+    stack, N = _build(family, variant, torch.float64)
+    x = torch.randn(T, B, N, dtype=torch.float64)
+    state = _state(stack, B, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
+
+
+@pytest.mark.parametrize("variant,fold", PATHS)
+@pytest.mark.parametrize("family", FAMS)
+def test_cpp_float32_within_1e4_of_float64_eager(cpp, poison, family, variant, fold):
+    stack, N = _build(family, variant, torch.float64)
+    x = torch.randn(7, 3, N, dtype=torch.float64)
+    state = _state(stack, 3, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    s32 = copy.deepcopy(stack).float()
+    got = run_with_grads(s32, x.float(), [tuple(t.float() for t in st) for st in state], _cpp(fold))
+    _compare(got, ref, 1e-4)
+
+
+@pytest.mark.parametrize("family", ["gru", "lstm", "sru", "fastgrnn"])
+def test_cpp_ihc_gamma_on_feedback(cpp, family):
+    stack, N = _build(family, "ihc", torch.float64, gamma_input="feedback")
+    x = torch.randn(7, 3, N, dtype=torch.float64)
+    state = _state(stack, 3, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    _compare(run_with_grads(stack, x, state, _cpp("auto")), ref, 1e-10)
+
+
+def test_cpp_float32_saturated_gates_and_no_grad(cpp):
+    # large pre-activations drive σ and tanh to their limits, where the loop's own exp clamps
+    stack, N = _build("lstm", "irc", torch.float32)
+    x = torch.randn(9, 2, N) * 60
+    with torch.no_grad():
+        ref, ref_fin = copy.deepcopy(stack).double()(x.double())
+        out, fin = fused_forward(stack, x, impl="cpp")
+    assert torch.isfinite(out).all()
+    assert (out.double() - ref).abs().max() < 1e-5
+    assert (fin[1][1].double() - ref_fin[1][1]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("family,variant", [("gru", "irc"), ("lstm", "ihc"), ("sru", "irc"),
+                                            ("fastgrnn", "irc")])
+def test_cpp_gradcheck(cpp, family, variant):
+    torch.manual_seed(0)
+    spec = get(family, variant)
+    N, M = (3, 3) if spec.requires_square else (3, 2)
+    stack = perturbed_stack(spec, N, [M], torch.float64)
+    x = torch.randn(3, 2, N, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *ps):
+        out, finals = fused_forward(stack, x, impl="cpp")
+        return out, *finals[0]
+
+    assert torch.autograd.gradcheck(f, (x, *stack.parameters()), eps=1e-6, atol=1e-7)
+
+
+def test_every_family_has_a_cpp_update(cpp):
+    src = fused_cpp.generate_source()
+    for name in FAMS:
+        assert f"struct Fam_{name} " in src, f"{name} has no CPP_UPDATE in its module"
+    assert "// @FAMILIES@" not in src
+
+
+def test_cpp_refuses_other_dtypes():
+    stack, N = _build("gru", "irc", torch.float32)
+    if not fused_cpp.available()[0]:
+        pytest.skip("no C++ loop here")
+    with pytest.raises(DeviceError, match="float32 and float64"):
+        fused_forward(stack.bfloat16(), torch.randn(2, 1, N).bfloat16(), impl="cpp")
+
+
+# -- the backends ------------------------------------------------------------------------------------
+def _case(backend, **kw):
+    return Case(**{"bench": "speed", "cell": "lstm", "variant": "irc", "backend": backend,
+                   "batch": 2, "seq_len": 3, "input_size": 4, "hidden_size": 5, **kw})
+
+
+@pytest.mark.parametrize("backend,want", [("fused", "cpp"), ("fused-cpp", "cpp"), ("fused-torch", "torch")])
+def test_fused_uses_the_cpp_loop_on_a_cpu(cpp, monkeypatch, backend, want):
+    import rnnbench.fused as fused
+
+    seen = {}
+    real = fused.fused_forward
+
+    def spy(stack, x, **kw):
+        seen.update(kw)
+        return real(stack, x, **kw)
+
+    monkeypatch.setattr(fused, "fused_forward", spy)
+    run = backends.build(_case(backend, mode="fwd+bwd"))
+    assert run.verify_error is not None and run.verify_error < 1e-4
+    assert seen["impl"] == want
+
+
+def test_fused_cpp_unsupported_for_bfloat16(cpp):
+    with pytest.raises(backends.Unsupported, match="float32 and float64"):
+        backends.build(_case("fused-cpp", dtype="bfloat16"))
+    # the `fused` backend keeps its torch loop there, silently: nothing is missing
+    assert backends.build(_case("fused", dtype="bfloat16"), check=False) is not None
+
+
+def test_without_a_compiler_fused_falls_back_with_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(fused_cpp, "_state", None)
+    monkeypatch.setattr(fused_cpp, "_noted", False)
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    ok, why = fused_cpp.available()
+    assert not ok and why == "no C++ compiler ('/nonexistent/c++' not found; set CXX)"
+    import rnnbench.fused as fused
+
+    seen = []
+    real = fused.fused_forward
+    monkeypatch.setattr(fused, "fused_forward", lambda s, x, **kw: seen.append(kw["impl"]) or real(s, x, **kw))
+    for _ in range(2):
+        run = backends.build(_case("fused"))
+        assert run.verify_error is not None and run.verify_error < 1e-4
+    assert set(seen) == {"torch"}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rnnbench: note: fused runs its torch loop, the C++ loop is unavailable: "
+                   "no C++ compiler ('/nonexistent/c++' not found; set CXX)"]
+    with pytest.raises(backends.Unsupported, match="C\\+\\+ loop is unavailable: no C\\+\\+ compiler"):
+        backends.build(_case("fused-cpp"))
+
+
+def test_no_cpp_switch(monkeypatch):
+    monkeypatch.setattr(fused_cpp, "_state", None)
+    monkeypatch.setenv("RNNBENCH_NO_CPP", "1")
+    assert fused_cpp.available() == (False, "RNNBENCH_NO_CPP is set")
+
+
+def test_a_failed_build_is_one_line(monkeypatch):
+    # what torch raises when the compiler fails: its command lines, then the compiler's output
+    def failing_build(**kw):
+        raise RuntimeError("Error building extension 'rnnbench_irc_loop_x': [1/2] c++ -MMD -MF "
+                           "main.o.d -O3 -c main.cpp\nFAILED: main.o\nmain.cpp:12:3: error: 'sigm' "
+                           "was not declared in this scope\nninja: build stopped")
+
+    from torch.utils import cpp_extension
+    monkeypatch.setattr(fused_cpp, "_state", None)
+    monkeypatch.setattr(cpp_extension, "load_inline", failing_build)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setattr(fused_cpp.shutil, "which", lambda name: "/usr/bin/c++")
+    assert fused_cpp.available() == (False, "building the C++ loop failed: main.cpp:12:3: error: "
+                                             "'sigm' was not declared in this scope")
+
+
+def test_without_ninja(monkeypatch):
+    from torch.utils import cpp_extension
+    monkeypatch.setattr(fused_cpp, "_state", None)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
+    monkeypatch.setattr(fused_cpp.shutil, "which", lambda name: "/usr/bin/c++")
+    assert fused_cpp.available() == (False, "ninja is not installed (pip install ninja)")
