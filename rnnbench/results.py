@@ -559,6 +559,9 @@ def _read_csv(text: str, path: Path) -> ResultFile:
     return ResultFile({}, {"source": str(path)}, rows, SCHEMA)
 
 
+# Units for people are formatted here rather than with a library: humanize and the like cover
+# file sizes and dates, not seconds down to nanoseconds or FLOP/s with 3 significant digits, and
+# these few lines keep every table's spelling the same.
 def fmt_count(n: int | None) -> str:
     return "" if n is None else f"{n:,}"
 
