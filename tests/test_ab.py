@@ -147,16 +147,24 @@ def test_instructions_without_valgrind_say_how_to_install(tmp_path, job):
 @pytest.mark.slow
 @pytest.mark.skipif(not __import__("shutil").which("valgrind"), reason="needs valgrind")
 def test_instruction_counts_repeat_and_see_a_small_plant(tmp_path):
-    """Two modules with the same code count alike within 0.1%; 1 product more in 40 (a few tenths
-    of a percent of the step) is seen."""
+    """As `ab --instructions` counts: one valgrind process per side, each side's folder at a path of
+    the same length. Two copies of the same code count alike within 0.1%; one product more in 40
+    (a few tenths of a percent of the step) is seen."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from rnnbench.bench import instructions
     from rnnbench.case import Case
-    for name, k in (("same_a", 40), ("same_b", 40), ("plus_one", 41)):
-        (tmp_path / f"{name}.py").write_text(CELL.format(products=k))
-    cases = [Case(bench="speed", cell=f"{name}:Cell", mode="fwd", batch=4, seq_len=4,
-                  input_size=16, hidden_size=16) for name in ("same_a", "same_b", "plus_one")]
-    counts = instructions.count(cases, path_first=tmp_path)
-    a, b, c = (counts[case.key] for case in cases)
+    sides = {}
+    for name, k in (("same_a", 40), ("same_b", 40), ("plus_1", 41)):
+        sides[name] = tmp_path / name
+        sides[name].mkdir()
+        (sides[name] / "abcell.py").write_text(CELL.format(products=k))
+    case = Case(bench="speed", cell="abcell:Cell", mode="fwd", batch=4, seq_len=4, input_size=16,
+                hidden_size=16)
+    with ThreadPoolExecutor(3) as pool:
+        jobs = {name: pool.submit(instructions.count, [case], path_first=folder,
+                                  workdir=tmp_path / f"work-{name}") for name, folder in sides.items()}
+        a, b, c = (jobs[name].result()[case.key] for name in ("same_a", "same_b", "plus_1"))
     assert abs(b / a - 1) < 0.001
     assert c / a - 1 > 0.002
 
