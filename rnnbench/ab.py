@@ -27,7 +27,7 @@ from pathlib import Path
 from rnnbench import metrics as M
 from rnnbench import paired
 from rnnbench.errors import IncompatibleResultsError, RnnbenchError
-from rnnbench.results import ResultFile, Row, case_key, read_results
+from rnnbench.results import ResultFile, Row, case_key, journal_path, read_results
 
 SIDES = ("base", "head")
 MODES = ("auto", "processes", "duet", "alternate")
@@ -112,7 +112,7 @@ def round_file(workdir: Path, k: int, side: str) -> Path:
 
 def complete(path: Path) -> bool:
     """A side's file of an earlier, interrupted job that finished: kept on --resume."""
-    if not path.exists() or path.with_name(path.name + ".journal").exists():
+    if not path.exists() or journal_path(path).exists():
         return False
     try:
         read_results(path)
