@@ -72,3 +72,19 @@ def pytest_terminal_summary(terminalreporter):
     if mod is not None and mod.build_seconds is not None:
         terminalreporter.write_line(f"fused-cpp: C++ loop built or loaded in {mod.build_seconds:.1f} s "
                                     "(torch_extensions cache)")
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """The keyword arguments rnnbench.fused.fused_forward is called with (impl, fold, gates),
+    recorded while the real function runs."""
+    import rnnbench.fused as fused
+    seen = {}
+    real = fused.fused_forward
+
+    def spy(stack, x, **kw):
+        seen.update(kw)
+        return real(stack, x, **kw)
+
+    monkeypatch.setattr(fused, "fused_forward", spy)
+    return seen

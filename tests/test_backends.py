@@ -215,17 +215,8 @@ def test_same_seed_same_weights_whatever_the_global_rng():
 @pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-folded", "on", "auto"),
                                              ("fused-unfolded", "off", "auto"),
                                              ("fused-recompute", "auto", "recompute")])
-def test_fused_variants_pass_their_fold_and_gates(monkeypatch, name, fold, gates):
-    import rnnbench.fused as fused
-
-    seen = {}
-    real = fused.fused_forward
-
-    def spy(stack, x, **kw):
-        seen.update(kw)
-        return real(stack, x, **kw)
-
-    monkeypatch.setattr(fused, "fused_forward", spy)
+def test_fused_variants_pass_their_fold_and_gates(fused_calls, name, fold, gates):
+    seen = fused_calls
     case = Case("speed", "gru", "irc", backend=name, batch=2, seq_len=3, input_size=4, hidden_size=5)
     run = backends.build(case)
     assert run.verify_error is not None and run.verify_error < 1e-4

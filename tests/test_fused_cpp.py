@@ -145,17 +145,8 @@ def _case(backend, **kw):
 
 
 @pytest.mark.parametrize("backend,want", [("fused", "cpp"), ("fused-cpp", "cpp"), ("fused-torch", "torch")])
-def test_fused_uses_the_cpp_loop_on_a_cpu(cpp, monkeypatch, backend, want):
-    import rnnbench.fused as fused
-
-    seen = {}
-    real = fused.fused_forward
-
-    def spy(stack, x, **kw):
-        seen.update(kw)
-        return real(stack, x, **kw)
-
-    monkeypatch.setattr(fused, "fused_forward", spy)
+def test_fused_uses_the_cpp_loop_on_a_cpu(cpp, fused_calls, backend, want):
+    seen = fused_calls
     run = backends.build(_case(backend, mode="fwd+bwd"))
     assert run.verify_error is not None and run.verify_error < 1e-4
     assert seen["impl"] == want
