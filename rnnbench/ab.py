@@ -31,6 +31,13 @@ from rnnbench.results import ResultFile, Row, case_key, journal_path, read_resul
 
 SIDES = ("base", "head")
 MODES = ("auto", "processes", "duet", "alternate")
+#: rounds when --rounds is not given. Measured (docs/measurements-2026-12-03-cpu.md): with 10
+#: rounds, alternate mode caught a plant of +4.4% in 17 of 20 jobs at the 1% threshold; most rounds
+#: agree within 2%, but about one in ten is off by 5-13%, and ten pairs leave the signed-rank
+#: interval too wide to clear 1% then. An alternate round is one process of a few seconds, so 20
+#: rounds cost under two minutes; a round of the other modes is two processes of a whole suite,
+#: where 10 keeps a default job of quick.toml within ten minutes on 2 vCPUs.
+DEFAULT_ROUNDS = {"processes": 10, "duet": 10, "alternate": 20}
 
 
 @dataclass
@@ -192,10 +199,18 @@ def _alternate(plan: Plan, k: int, entry: dict) -> None:
            str(plan.side_path("base")), str(plan.side_path("head")),
            str(round_file(plan.workdir, k, "base")),
            str(round_file(plan.workdir, k, "head")), str(entry["shuffle"]["head"])]
-    env = child_env(plan, "head")
-    env["PYTHONPATH"] = os.pathsep.join(env["PYTHONPATH"].split(os.pathsep)[1:])  # sides: by the child
-    proc = _spawn(cmd, env, entry["cpus"].get("head"), log, plan.workdir)
+    proc = _spawn(cmd, alternate_env(plan), entry["cpus"].get("head"), log, plan.workdir)
     wait(proc, log, k, "base and head")
+
+
+def alternate_env(plan: Plan) -> dict:
+    """The alternating process runs this rnnbench (neither side holds one), so its root goes last
+    on the path: a checkout used without `pip install -e` (cwd on sys.path) must work there too."""
+    env = child_env(plan, "head")
+    paths = env["PYTHONPATH"].split(os.pathsep)[1:]  # the sides: put on the path by the child
+    paths.append(str(Path(__file__).resolve().parent.parent))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 class _Silent:

@@ -13,8 +13,9 @@ parameters, so gradients compare one to one. :func:`build` times nothing: it bui
   a GPU, oneDNN on a CPU) with the weights of the canonical form copied in.
 - ``fused`` / ``triton``: rnnbench.fused with its loops in C++ on a CPU where that builds, else
   torch operations (``fused-cpp`` / ``fused-torch`` name one), or the Triton kernels (a CUDA
-  device, or CPU tensors under TRITON_INTERPRET=1, for correctness only); ``-folded`` /
-  ``-unfolded`` force the fold (:data:`FOLD_VARIANTS`), ``fused-recompute`` the gate recompute.
+  device, or CPU tensors under TRITON_INTERPRET=1, for correctness only); a case's ``fold``
+  (auto, on, off) chooses how they compute the IRC recurrence, ``fused-recompute`` recomputes the
+  gates in the backward.
 
 A backend that cannot run a case raises :class:`~rnnbench.outcome.Unsupported` with the reason;
 the measurement turns it into an ``unsupported`` row (rnnbench/outcome.py). :data:`BACKENDS` is
@@ -78,10 +79,35 @@ class Backend:
     description: str
     #: None when this backend runs the spec's cells, else why not (a backend's declared coverage)
     covers: Callable[[CellSpec], str | None] = _covers_all
+    folds: bool = False  # takes a case's fold (rnnbench.case.FOLDS) for IRC cells
+
+
+#: backends that were a fold spelled into the name, and what they are now
+RENAMED = {"fused-folded": ("fused-torch", "on"), "fused-unfolded": ("fused-torch", "off"),
+           "triton-folded": ("triton", "on"), "triton-unfolded": ("triton", "off")}
+
+
+def renamed_note(name: str) -> str | None:
+    """What an old fold-in-the-name backend is now, or None."""
+    if name not in RENAMED:
+        return None
+    backend, fold = RENAMED[name]
+    return (f"backend {name!r} is now --backend {backend} --fold {fold} "
+            f"(in a suite: backend = \"{backend}\", fold = \"{fold}\")")
+
+
+def folds_for(backend: str, variant: str, folds) -> list[str]:
+    """The folds a case of this backend and variant is measured at: the asked ones where the
+    backend folds an IRC recurrence, else only "auto" (IHC and the baselines have nothing to fold,
+    eager and native compute as they are written)."""
+    b = BACKENDS.get(backend)
+    return list(folds) if b is not None and b.folds and variant == "irc" else ["auto"]
 
 
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
+        if note := renamed_note(name):
+            raise RnnbenchError(note)
         raise RnnbenchError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     return BACKENDS[name]
 
@@ -234,23 +260,20 @@ def _native(stack: RecurrentStack, case: Case) -> Runnable:
     return Runnable("native", lambda x: mod(x)[0], mod, stack, params=aligned, run=run)
 
 
-#: the forced-fold variants' suffixes and what they pass as fold (one vocabulary: rnnbench.fused.FOLDS)
-FOLD_VARIANTS = {"folded": "on", "unfolded": "off"}
-
-
-def _fused_covers(impl: str, fold: str = "auto") -> Callable[[CellSpec], str | None]:
+def _fused_covers(impl: str) -> Callable[[CellSpec], str | None]:
     def covers(spec: CellSpec) -> str | None:
         ok, why = fused.declares(spec, impl=impl)
-        if ok and fold == "on" and spec.variant == "ihc":
-            return f"{spec.label}: IHC cannot be folded (its gate depends on h through Γ)"
         return None if ok else why
     return covers
 
 
-def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
-    """fold: "auto" (the cost model), "on" or "off"; gates: see rnnbench.fused.resolve_gates.
+def _fused_builder(impl: str, *, gates: str = "auto") -> Builder:
+    """gates: see rnnbench.fused.resolve_gates; the case's fold goes to rnnbench.fused as it is.
     impl "auto": rnnbench.fused.pick_impl (the C++ loop on a CPU where it builds, else torch)."""
     def build_fused(stack: RecurrentStack, case: Case) -> Runnable:
+        if case.fold == "on" and case.variant == "ihc":
+            raise Unsupported(f"{case.spec.label}: IHC cannot be folded (its gate depends on h "
+                              "through Γ)")
         device, dtype = resolve_device(case.device), parse_dtype(case.dtype)
         run_impl = fused.pick_impl(case.spec, device, dtype) if impl == "auto" else impl
         if run_impl == "cpp" and not fused_cpp.runs(device, dtype):
@@ -259,7 +282,7 @@ def _fused_builder(impl: str, *, fold="auto", gates: str = "auto") -> Builder:
         ok, why = fused.supports(case.spec, impl=run_impl)
         if not ok:
             raise Unsupported(why or f"rnnbench.fused does not run {case.spec.label}")
-        runnable = fused_runnable(stack, case.backend, impl=run_impl, fold=fold, gates=gates)
+        runnable = fused_runnable(stack, case.backend, impl=run_impl, fold=case.fold, gates=gates)
         if run_impl == "triton" and resolve_device(case.device).type != "cuda":
             runnable.notes.append("Triton interpreter on CPU tensors: correct, but its times say "
                                   "nothing about the kernels")
@@ -288,28 +311,19 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in [
     Backend("native", _native, "the torch.nn module a family declares (torch.nn.GRU / LSTM: cuDNN "
             "on a GPU, oneDNN on a CPU); canonical forms only", _covers_native),
     Backend("fused", _fused_builder("auto"),
-            "IRC/IHC: hoisted products, folding by the cost model, hand-written backward "
-            "(rnnbench.fused); on a CPU in float32/64 its loops run in C++ (fused-cpp) when that "
-            "builds, else as fused-torch", _fused_covers("torch")),
+            "IRC/IHC: hoisted products, folding by the cost model (or --fold), hand-written "
+            "backward (rnnbench.fused); on a CPU in float32/64 its loops run in C++ (fused-cpp) "
+            "when that builds, else as fused-torch", _fused_covers("torch"), folds=True),
     Backend("triton", _fused_builder("triton"),
             "rnnbench.fused with Triton kernels (CUDA, or TRITON_INTERPRET=1 on CPU for "
-            "correctness; folding by the cost model)", _fused_covers("triton")),
+            "correctness; folding by the cost model or --fold)", _fused_covers("triton"), folds=True),
     Backend("fused-torch", _fused_builder("torch"),
             "fused with its loops in torch ops (any device; gates kept for the backward on a CPU, "
-            "recomputed elsewhere)", _fused_covers("torch")),
+            "recomputed elsewhere)", _fused_covers("torch"), folds=True),
     Backend("fused-cpp", _fused_builder("cpp"),
             "fused with its forward and reverse loops in C++ (rnnbench.fused_cpp; CPU, float32/64; "
-            "built on first use)", _fused_covers("cpp")),
-    Backend("fused-folded", _fused_builder("torch", fold="on"),
-            "fused with the IRC recurrence always folded (R = W_g·diag(α)·U_V)",
-            _fused_covers("torch", "on")),
-    Backend("fused-unfolded", _fused_builder("torch", fold="off"),
-            "fused with the IRC recurrence never folded (two products per step)", _fused_covers("torch")),
+            "built on first use)", _fused_covers("cpp"), folds=True),
     Backend("fused-recompute", _fused_builder("torch", gates="recompute"),
             "fused, the backward recomputing the gates from the h sequence (the Triton kernels' "
-            "algorithm) on every device", _fused_covers("torch")),
-    Backend("triton-folded", _fused_builder("triton", fold="on"),
-            "triton with the IRC recurrence always folded", _fused_covers("triton", "on")),
-    Backend("triton-unfolded", _fused_builder("triton", fold="off"),
-            "triton with the IRC recurrence never folded", _fused_covers("triton")),
+            "algorithm) on every device", _fused_covers("torch"), folds=True),
 ]}

@@ -6,12 +6,18 @@ one result Row, so the key that joins results across files is computed in one pl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from rnnbench.cells.registry import CellSpec, get
+from rnnbench.errors import SizeError
 from rnnbench.results import Row, case_key
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
+#: how a fused backend computes the IRC recurrence: by the cost model, always folded
+#: (R = W_g·diag(α)·U_V, one product a step) or never (two): the one word for it in flags, suites
+#: and rows (a row's labels["fold"], absent for "auto")
+FOLDS = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Case:
     hidden_size: int | tuple[int, ...] = 512
     layers: int = 1
     options: tuple[tuple[str, object], ...] = field(default_factory=tuple)  # cell options, sorted
+    fold: str = "auto"         # one of FOLDS; other than auto only where a backend folds (IRC)
 
     @property
     def spec(self) -> CellSpec:
@@ -45,6 +52,8 @@ class Case:
         labels = dict(labels or {})
         if self.options:
             labels.setdefault("options", ",".join(f"{k}={v}" for k, v in self.options))
+        if self.fold != "auto":
+            labels["fold"] = self.fold
         return Row(bench=self.bench, cell=self.cell, variant=self.variant, form=self.form,
                    backend=self.backend, mode=self.mode, dtype=self.dtype, device=self.device,
                    batch=self.batch, seq_len=self.seq_len, input_size=self.input_size,
@@ -57,3 +66,20 @@ class Case:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def layer_sizes(input_size: int, hidden_sizes: int | Sequence[int], layers: int | None = None
+                ) -> list[tuple[int, int]]:
+    """(N, M) per layer. One hidden size with `layers` repeats it; a list gives each layer's M."""
+    if isinstance(hidden_sizes, int):
+        hidden_sizes = [hidden_sizes] * (layers or 1)
+    elif layers is not None and layers != len(hidden_sizes):
+        raise SizeError(f"--layers {layers} does not match the {len(hidden_sizes)} hidden sizes given")
+    hidden_sizes = list(hidden_sizes)
+    if not hidden_sizes:
+        raise SizeError("at least one layer is needed")
+    sizes, n = [], input_size
+    for m in hidden_sizes:
+        sizes.append((n, m))
+        n = m
+    return sizes

@@ -40,6 +40,7 @@ import torch
 
 import kernels
 from rnnbench import fused_cpp, recurrences
+from rnnbench.case import FOLDS
 from rnnbench.cells.base import linear
 from rnnbench.cells.family import Family
 from rnnbench.cells.registry import get_family
@@ -377,14 +378,11 @@ def pick_impl(spec, device, dtype) -> str:
     return "torch"
 
 
-#: how the IRC recurrence is computed: by the cost model, always folded, never folded
-FOLDS = ("auto", "on", "off")
-_FOLD_WORDS = {"auto": "auto", "on": "on", "off": "off", True: "on", False: "off",
-               "folded": "on", "unfolded": "off"}
+_FOLD_WORDS = {"auto": "auto", "on": "on", "off": "off", True: "on", False: "off"}
 
 
 def parse_fold(fold) -> str:
-    """One of :data:`FOLDS`, from it or an older spelling (True/False, "folded"/"unfolded")."""
+    """One of :data:`rnnbench.case.FOLDS` (True/False also taken, for callers of the Python API)."""
     word = _FOLD_WORDS.get(fold) if isinstance(fold, (str, bool)) else None
     if word is None:
         raise ConfigError(f"fold must be one of {', '.join(FOLDS)}, got {fold!r}")

@@ -79,7 +79,8 @@ def case_key(row: Row) -> str:
                    ("L", row.layers)):
         if v is not None:
             sizes.append(f"{tag}{v}")
-    parts = [row.bench, row.cell, row.variant, form, row.backend, row.mode,
+    fold = f"fold={row.labels['fold']}" if row.labels.get("fold") else ""
+    parts = [row.bench, row.cell, row.variant, form, row.backend, fold, row.mode,
              row.dtype if row.bench != "params" else "", "-".join(sizes)]
     # cell options (e.g. gamma_input) and a config row's id tell apart cases with equal sizes
     parts += [str(row.labels.get("options") or ""), str(row.labels.get("case") or "")]

@@ -12,26 +12,10 @@ import torch
 from torch import nn
 
 from rnnbench.cells.registry import CellSpec
+from rnnbench.case import layer_sizes  # noqa: F401 - where callers have long found it
 from rnnbench.errors import SizeError
 
 State = tuple[torch.Tensor, ...]
-
-
-def layer_sizes(input_size: int, hidden_sizes: int | Sequence[int], layers: int | None = None
-                ) -> list[tuple[int, int]]:
-    """(N, M) per layer. One hidden size with `layers` repeats it; a list gives each layer's M."""
-    if isinstance(hidden_sizes, int):
-        hidden_sizes = [hidden_sizes] * (layers or 1)
-    elif layers is not None and layers != len(hidden_sizes):
-        raise SizeError(f"--layers {layers} does not match the {len(hidden_sizes)} hidden sizes given")
-    hidden_sizes = list(hidden_sizes)
-    if not hidden_sizes:
-        raise SizeError("at least one layer is needed")
-    sizes, n = [], input_size
-    for m in hidden_sizes:
-        sizes.append((n, m))
-        n = m
-    return sizes
 
 
 class RecurrentStack(nn.Module):

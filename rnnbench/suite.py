@@ -15,6 +15,7 @@ A suite file::
     seq_len = [64]
     input_equals_hidden = true        # N = M: one axis instead of two
     hidden_size = [128, 256, 512]
+    fold = ["on", "off"]              # IRC on the fused backends (auto, on, off); others: auto
 
     [settings.speed]                  # keyword arguments of the measure function: a sub-table
     min_run_time = 0.5                # fills the settings dataclass of that keyword (SpeedSettings)
@@ -52,11 +53,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rnnbench.case import DTYPES, Case
+from rnnbench.case import DTYPES, FOLDS, Case, layer_sizes
 from rnnbench.cells.registry import FORMS, VARIANTS, all_specs, families
 from rnnbench.errors import ConfigError, RnnbenchError
-from rnnbench.runner import layer_sizes
-from rnnbench.validate import check_settings
+from rnnbench.validate import POSITIVE_INT, check_settings, keeps
 
 import tomllib  # Python 3.11+ (pyproject's requires-python)
 
@@ -67,7 +67,7 @@ DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 AXES: dict[str, object] = {
     "bench": None, "cell": None, "variant": "baseline", "form": "paper", "backend": "eager",
     "mode": "fwd+bwd", "dtype": "float32", "device": "cpu", "batch": None, "seq_len": None,
-    "input_size": None, "hidden_size": None, "layers": 1,
+    "input_size": None, "hidden_size": None, "layers": 1, "fold": "auto",
 }
 TOP_KEYS = ("meta", "axes", "settings", "options", "exclude", "include", "target")
 META_KEYS = ("name", "description", "title", "bench")
@@ -121,11 +121,12 @@ def _choices(name: str) -> tuple[str, ...]:
         from rnnbench.bench.speed import MODES
         return MODES
     return {"cell": (*families(), "all"), "variant": (*VARIANTS, "all"),
-            "form": (*FORMS, "all"), "dtype": DTYPES}[name]
+            "form": (*FORMS, "all"), "dtype": DTYPES, "fold": FOLDS}[name]
 
 
 def _positive(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    """A size: the same rule as the flags' (rnnbench/validate.py)."""
+    return keeps(POSITIVE_INT, v)
 
 
 def _check_value(name: str, v, where: _Where):
@@ -156,6 +157,10 @@ def _check_value(name: str, v, where: _Where):
         return v
     if name == "cell" and isinstance(v, str):
         v = v.lower().replace("-", "").replace("_", "")
+    if name == "backend" and isinstance(v, str):
+        from rnnbench.backends import renamed_note
+        if note := renamed_note(v):
+            raise where.error(name, note)
     if v not in allowed:
         raise where.error(name, f"unknown value {v!r}", allowed)
     return v
@@ -241,10 +246,33 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
+    """TOML (already read) into a Suite: every table checked, the product expanded, excludes and
+    includes applied, duplicates kept once; what was dropped, and why, in its notes."""
     for key in data:
         if key not in TOP_KEYS:
             raise _Where(path, "").error(None, f"unknown table {key!r}", TOP_KEYS)
+    meta, name = _parse_meta(data, path)
+    axes, ieh = _parse_main_axes(data, meta, path)
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise _Where(path, "[settings]").error(None, "must be a table", "key = value pairs")
+    check_settings(settings, f"{path}: [settings]")  # here, so `plan` refuses what `run` would
+    options = _parse_options(data.get("options", {}), _Where(path, "[options]"))
 
+    dropped: Counter = Counter()
+    kept, notes = _excluded(_expand(axes, ieh, options, dropped), data, path)
+    kept += _included(data, axes, ieh, options, dropped, path)
+    unique, dup = _unique(kept, path)
+    notes = _drop_notes(dropped) + notes
+    if dup:
+        notes.append(f"{dup} case(s) listed more than once (e.g. by an include) kept once")
+    from rnnbench.targets import parse_targets
+    targets = parse_targets(data.get("target"), path)
+    notes += _target_notes(targets, unique)
+    return Suite(name, Path(path), unique, dict(settings), dict(meta), notes, targets)
+
+
+def _parse_meta(data: dict, path) -> tuple[dict, str]:
     meta = data.get("meta", {})
     where = _Where(path, "[meta]")
     if not isinstance(meta, dict):
@@ -257,15 +285,23 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
                     or "suite")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise where.error("name", f"{name!r} is not a plain name", "letters, digits, _ . -")
+    return meta, name
 
+
+_PER_LAYER = "layers, or hidden_size = [[M1, M2, ...]] (its length is the depth)"
+
+
+def _parse_main_axes(data: dict, meta: dict, path) -> tuple[dict[str, list], bool]:
+    """[axes], with [meta] bench as the innermost axis; every required axis present."""
     axes_where = _Where(path, "[axes]")
     if "axes" not in data:
         raise axes_where.error(None, "missing", "a table of axis = [values]: " + ", ".join(AXES))
     axes, ieh = _parse_axes(data["axes"], axes_where)
     if "bench" in meta:
         if "bench" in axes:
-            raise where.error("bench", "given in both [meta] and [axes]", "one of them")
-        axes["bench"] = _values("bench", meta["bench"], where)  # innermost: see the module doc
+            raise _Where(path, "[meta]").error("bench", "given in both [meta] and [axes]",
+                                               "one of them")
+        axes["bench"] = _values("bench", meta["bench"], _Where(path, "[meta]"))  # innermost
     ieh = bool(ieh)
     if ieh and "input_size" in axes:
         raise axes_where.error("input_size", "given with input_equals_hidden = true",
@@ -277,18 +313,12 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
             tbl = "[meta] or [axes]" if key == "bench" else "[axes]"
             raise ConfigError(f"{path}: {tbl}: missing {key!r}{hint}")
     if "layers" in axes and any(isinstance(v, tuple) for v in axes["hidden_size"]):
-        raise axes_where.error("layers", "given with per-layer hidden sizes",
-                               "layers, or hidden_size = [[M1, M2, ...]] (its length is the depth)")
+        raise axes_where.error("layers", "given with per-layer hidden sizes", _PER_LAYER)
+    return axes, ieh
 
-    settings = data.get("settings", {})
-    if not isinstance(settings, dict):
-        raise _Where(path, "[settings]").error(None, "must be a table", "key = value pairs")
-    check_settings(settings, f"{path}: [settings]")  # here, so `plan` refuses what `run` would
-    options = _parse_options(data.get("options", {}), _Where(path, "[options]"))
 
-    dropped: Counter = Counter()
-    cases = _expand(axes, ieh, options, dropped)
-
+def _excluded(cases: list[Case], data: dict, path) -> tuple[list[Case], list[str]]:
+    """The cases no [[exclude]] matches, and a note for each exclude that matched nothing."""
     excludes = _entries(data, "exclude", path)
     matched = [0] * len(excludes)
     kept = []
@@ -298,18 +328,21 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
             matched[i] += 1
         if not hit:
             kept.append(c)
-    notes = [f"exclude #{i + 1} matches no case" for i, n in enumerate(matched) if n == 0]
+    return kept, [f"exclude #{i + 1} matches no case" for i, n in enumerate(matched) if n == 0]
 
+
+def _included(data: dict, axes, ieh: bool, options: dict, dropped: Counter, path) -> list[Case]:
+    """The cases of each [[include]]: the main axes with the entry's keys replaced."""
     includes = data.get("include", [])
     if not isinstance(includes, list):
         raise _Where(path, "[[include]]").error(None, "must be an array of tables",
                                                 "[[include]] entries")
+    cases = []
     for i, raw in enumerate(includes, 1):
         inc_where = _Where(path, f"[[include]] #{i}")
         inc_axes, inc_ieh = _parse_axes(raw, inc_where)
         if "layers" in inc_axes and any(isinstance(v, tuple) for v in inc_axes.get("hidden_size", [])):
-            raise inc_where.error("layers", "given with per-layer hidden sizes",
-                                  "layers, or hidden_size = [[M1, M2, ...]] (its length is the depth)")
+            raise inc_where.error("layers", "given with per-layer hidden sizes", _PER_LAYER)
         merged = {k: inc_axes.get(k, v) for k, v in axes.items()}
         merged.update({k: v for k, v in inc_axes.items() if k not in merged})
         use_ieh = ieh if inc_ieh is None else inc_ieh
@@ -321,10 +354,14 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
         elif "input_size" not in merged:
             raise inc_where.error("input_size", "missing (the suite sets N = M; this entry turns "
                                   "that off)", "a list of positive integers")
-        kept += _expand(merged, use_ieh, options, dropped)
+        cases += _expand(merged, use_ieh, options, dropped)
+    return cases
 
+
+def _unique(cases: list[Case], path) -> tuple[list[Case], int]:
+    """Each case key once, and how many repeats were dropped; one key on two devices is refused."""
     unique, seen, dup = [], {}, 0
-    for c in kept:
+    for c in cases:
         first = seen.get(c.key)
         if first is None:
             seen[c.key] = c
@@ -337,22 +374,22 @@ def parse_suite(data: dict, path: str | Path = "suite.toml") -> Suite:
                 "device", f"{c.key} would be measured on both {first.device} and {c.device}, "
                 "but a case key does not name the device", "one device per suite (run --device "
                 "moves a suite)")
-    notes = _drop_notes(dropped) + notes
-    if dup:
-        notes.append(f"{dup} case(s) listed more than once (e.g. by an include) kept once")
-    from rnnbench.targets import parse_targets
-    targets = parse_targets(data.get("target"), path)
-    judged = {t.name for t in targets for c in unique if t.matches(c.row())}
-    notes += [f"target {t.name!r} matches no speed case of the suite" for t in targets
-              if t.name not in judged]
-    keys = {c.key for c in unique}
+    return unique, dup
+
+
+def _target_notes(targets, cases: list[Case]) -> list[str]:
+    """Targets that judge nothing here, or whose reference case the suite lacks."""
+    judged = {t.name for t in targets for c in cases if t.matches(c.row())}
+    notes = [f"target {t.name!r} matches no speed case of the suite" for t in targets
+             if t.name not in judged]
+    keys = {c.key for c in cases}
     for t in targets:
-        lost = [c for c in unique if t.than and t.matches(c.row())
+        lost = [c for c in cases if t.than and t.matches(c.row())
                 and not keys.intersection(t.reference_keys(c.row()))]
         if lost:
             notes.append(f"target {t.name!r}: no reference case in the suite for {len(lost)} "
                          f"case(s), e.g. {t.reference_key(lost[0].row())}")
-    return Suite(name, Path(path), unique, dict(settings), dict(meta), notes, targets)
+    return notes
 
 
 def _drop_notes(dropped: Counter) -> list[str]:
@@ -405,6 +442,7 @@ def _matches(case: Case, entry: dict[str, list]) -> bool:
 
 
 def _expand(axes: dict[str, list], ieh: bool, options: dict, dropped: Counter) -> list[Case]:
+    from rnnbench.backends import folds_for
     from rnnbench.bench.params import applicable_options, changed_options
     from rnnbench.cells.registry import get
 
@@ -413,7 +451,7 @@ def _expand(axes: dict[str, list], ieh: bool, options: dict, dropped: Counter) -
         if name not in axes and not (name == "input_size" and ieh):
             names.append(name)
     lists = [_expand_all(n, axes.get(n, [AXES[n]])) for n in names]
-    cases, opts_of = [], {}
+    cases, opts_of, seen = [], {}, set()
     for combo in itertools.product(*lists):
         v = dict(zip(names, combo))
         hs = v["hidden_size"]
@@ -435,11 +473,15 @@ def _expand(axes: dict[str, list], ieh: bool, options: dict, dropped: Counter) -
         if key not in opts_of:  # signature inspection is slow; thousands of cases share a spec
             opts_of[key] = tuple(sorted(changed_options(spec, applicable_options(spec, options))
                                         .items())) if options else ()
-        cases.append(Case(bench=v["bench"], cell=spec.family, variant=spec.variant, form=spec.form,
-                          backend=v["backend"], mode=v["mode"], dtype=v["dtype"],
-                          device=v["device"], batch=v["batch"], seq_len=v["seq_len"],
-                          input_size=n, hidden_size=hs, layers=layers,
-                          options=opts_of[key]))
+        # a fold only where the backend folds an IRC recurrence; elsewhere the axis collapses
+        fold = v["fold"] if v["fold"] in folds_for(v["backend"], spec.variant, FOLDS) else "auto"
+        case = Case(bench=v["bench"], cell=spec.family, variant=spec.variant, form=spec.form,
+                    backend=v["backend"], mode=v["mode"], dtype=v["dtype"], device=v["device"],
+                    batch=v["batch"], seq_len=v["seq_len"], input_size=n, hidden_size=hs,
+                    layers=layers, options=opts_of[key], fold=fold)
+        if case not in seen:
+            seen.add(case)
+            cases.append(case)
     return cases
 
 

@@ -127,9 +127,9 @@ def _fields(raw, where: str, *, lists: bool) -> tuple:
 
 
 def _positive(v, where: str, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ConfigError(f"{where}: {key} must be a positive number, got {v!r}")
-    return float(v)
+    """A bound: finite and above zero, by the settings' rule (rnnbench/validate.py)."""
+    from rnnbench.validate import POSITIVE, check
+    return float(check(key, v, POSITIVE, f"{where}:", error=ConfigError))
 
 
 def parse_targets(raw, path) -> list[Target]:

@@ -98,6 +98,11 @@ def _fails(rule: Rule, value) -> str | None:
     return None
 
 
+def keeps(rule: Rule, value) -> bool:
+    """Whether ``value`` keeps ``rule`` (for callers that word their own message)."""
+    return _fails(rule, value) is None
+
+
 def check(name: str, value, rule: Rule, source: str | None = None, *, error=RnnbenchError):
     """``value`` if it keeps ``rule``; else one line naming the setting and where it came from.
     ``source`` None: a command-line flag (``name`` is the flag)."""

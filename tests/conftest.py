@@ -5,8 +5,12 @@ here, at collection time, before any test module imports rnnbench's kernels.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# the closed forms `params` keeps (rnnbench/bench/param_forms.py): a cache of this session's own,
+# so no test reads one that an earlier version of the cells left in ~/.cache
+os.environ["RNNBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnbench-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

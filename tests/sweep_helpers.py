@@ -27,5 +27,6 @@ def fake_dispatch(monkeypatch):
     mod.measure = ok_row
     monkeypatch.setitem(sys.modules, "rnnbench.bench.dispatch", mod)
     # the matrix-product yardstick is real timing too: a fixed stand-in keeps the tests fast
-    monkeypatch.setattr("rnnbench.commands.run.measure_reference", lambda device, threads=None: dict(FAKE_REF))
+    monkeypatch.setattr("rnnbench.bench.reference.run_reference",
+                        lambda device, threads=None, warn=None: dict(FAKE_REF))
     return mod

@@ -217,6 +217,19 @@ def test_holm_spreads_alpha_over_the_timed_cases():
     assert alone.regression
 
 
+def test_the_alternating_process_finds_this_rnnbench_after_the_sides(tmp_path, monkeypatch):
+    """Neither side holds an rnnbench in alternate mode: the child runs the parent's, whose root
+    goes last on its path, so a checkout used without `pip install -e` (the package found only
+    through the working directory) works too; the sides are put on the path by the child itself."""
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "elsewhere"))
+    plan = A.Plan(suite=tmp_path / "s.toml", base=side(tmp_path, "b", 1), head=side(tmp_path, "h", 1),
+                  workdir=tmp_path / "work")
+    paths = A.alternate_env(plan)["PYTHONPATH"].split(os.pathsep)
+    assert paths[-1] == str(REPO)
+    assert str(tmp_path / "elsewhere") in paths
+    assert not any(p.endswith(("sides/base", "sides/head")) for p in paths)
+
+
 def test_schedule_is_random_but_reproducible():
     a = A.make_schedule(20, 3, [1], False)
     assert a == A.make_schedule(20, 3, [1], False) and a != A.make_schedule(20, 4, [1], False)

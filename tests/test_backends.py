@@ -32,8 +32,7 @@ def case(cell="gru", **kw):
 
 def test_registry_lists_every_backend():
     assert list(BACKENDS)[:5] == ["eager", "compile", "native", "fused", "triton"]
-    assert {"fused-folded", "fused-unfolded", "fused-recompute", "triton-folded",
-            "triton-unfolded"} <= set(BACKENDS)
+    assert {"fused-torch", "fused-cpp", "fused-recompute"} <= set(BACKENDS)
     from rnnbench.commands.common import parse_backends
     assert parse_backends("eager, native") == ["eager", "native"]
     assert parse_backends("all") == list(BACKENDS)
@@ -212,17 +211,48 @@ def test_same_seed_same_weights_whatever_the_global_rng():
     assert isinstance(a, RecurrentStack)
 
 
-@pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-folded", "on", "auto"),
-                                             ("fused-unfolded", "off", "auto"),
-                                             ("fused-recompute", "auto", "recompute")])
-def test_fused_variants_pass_their_fold_and_gates(fused_calls, name, fold, gates):
+@pytest.mark.parametrize("name,fold,gates", [("fused", "auto", "auto"), ("fused-torch", "on", "auto"),
+                                             ("fused-torch", "off", "auto"),
+                                             ("fused-recompute", "auto", "recompute"),
+                                             ("fused-recompute", "on", "recompute")])
+def test_fused_backends_pass_the_case_fold_and_their_gates(fused_calls, name, fold, gates):
     seen = fused_calls
-    case = Case("speed", "gru", "irc", backend=name, batch=2, seq_len=3, input_size=4, hidden_size=5)
+    case = Case("speed", "gru", "irc", backend=name, batch=2, seq_len=3, input_size=4, hidden_size=5,
+                fold=fold)
     run = backends.build(case)
     assert run.verify_error is not None and run.verify_error < 1e-4
     # `fused` runs its loops in C++ on a CPU where that builds (tests/test_fused_cpp.py)
     impl = "cpp" if name == "fused" and fused_cpp.available()[0] else "torch"
     assert seen == {"impl": impl, "fold": fold, "gates": gates}
+
+
+def test_fold_is_one_word_in_flags_suites_and_rows(tmp_path):
+    """auto/on/off everywhere: a case's fold is in its row's labels and key (absent for auto),
+    the old fold-in-the-name backends say what they are now, and a suite's fold axis collapses
+    where nothing folds (eager, IHC, baselines)."""
+    from rnnbench.commands.common import parse_backends, parse_folds
+    from rnnbench.suite import load_suite
+    row = Case("speed", "gru", "irc", backend="fused", fold="off").row()
+    assert row.labels["fold"] == "off" and "/fused/fold=off/" in row.key
+    assert "fold" not in Case("speed", "gru", "irc", backend="fused").row().labels
+    for old, new in backends.RENAMED.items():
+        with pytest.raises(RnnbenchError, match=f"--backend {new[0]} --fold {new[1]}"):
+            parse_backends(old)
+    assert parse_folds("on, off") == ["on", "off"]
+    with pytest.raises(RnnbenchError, match="unknown fold 'folded'"):
+        parse_folds("folded")
+    suite = tmp_path / "s.toml"
+    suite.write_text('[meta]\nbench = ["speed"]\n[axes]\ncell = ["gru"]\n'
+                     'variant = ["baseline", "irc", "ihc"]\nbackend = ["eager", "fused"]\n'
+                     'fold = ["auto", "on", "off"]\nbatch = [2]\nseq_len = [3]\n'
+                     'input_equals_hidden = true\nhidden_size = [4]\n', encoding="utf-8")
+    folds = sorted((c.variant, c.backend, c.fold) for c in load_suite(suite).cases)
+    assert folds == sorted([(v, b, "auto") for v in ("baseline", "irc", "ihc") for b in ("eager", "fused")]
+                           + [("irc", "fused", "on"), ("irc", "fused", "off")])
+    suite.write_text(suite.read_text(encoding="utf-8").replace('"fused"]', '"fused-folded"]'),
+                     encoding="utf-8")
+    with pytest.raises(RnnbenchError, match="now --backend fused-torch --fold on"):
+        load_suite(suite)
 
 
 def test_triton_runs_on_cpu_through_the_normal_path_under_the_interpreter():

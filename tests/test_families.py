@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from rnnbench import backends  # noqa: E402
-from rnnbench.case import Case  # noqa: E402
+from rnnbench.case import FOLDS, Case  # noqa: E402
 from rnnbench.cells import (all_specs, declared_families, get, register, register_family,  # noqa: E402
                             unregister_family)
 from rnnbench.cells.family import Coefficients, Family, dsig, tanh  # noqa: E402
@@ -133,25 +133,27 @@ def test_unregistered_toy_is_gone(toy):
 
 
 # -- every family, every backend it declares ---------------------------------------------------------
-def _tiny_case(spec, backend):
+def _tiny_case(spec, backend, fold="auto"):
     n = 4 if spec.requires_square else 3
     return Case("speed", spec.family, spec.variant, spec.form, backend, mode="fwd+bwd",
-                dtype="float32", batch=2, seq_len=3, input_size=n, hidden_size=4)
+                dtype="float32", batch=2, seq_len=3, input_size=n, hidden_size=4, fold=fold)
 
 
 def _declared():
     # compile is left out: torch.compile takes tens of seconds per cell on 2 cores
-    # (tests/test_backends.py compiles one case, under RNNBENCH_SLOW=1)
-    return [(spec, b) for spec in all_specs() for b in backends.covering(spec) if b != "compile"]
+    # (tests/test_backends.py compiles one case, under RNNBENCH_SLOW=1); every fold a backend
+    # takes for the spec (IRC on the fused backends: auto, on, off)
+    return [(spec, b, f) for spec in all_specs() for b in backends.covering(spec) if b != "compile"
+            for f in backends.folds_for(b, spec.variant, FOLDS)]
 
 
-@pytest.mark.parametrize("spec,backend", _declared(), ids=lambda v: getattr(v, "label", v))
-def test_every_family_runs_on_every_backend_it_declares(spec, backend):
+@pytest.mark.parametrize("spec,backend,fold", _declared(), ids=lambda v: getattr(v, "label", v))
+def test_every_family_runs_on_every_backend_it_declares(spec, backend, fold):
     if backend.startswith("triton"):
         import kernels
         if not kernels.available()[0]:
             pytest.skip(kernels.available()[1])
-    runnable = backends.build(_tiny_case(spec, backend))      # builds, then checks against eager
+    runnable = backends.build(_tiny_case(spec, backend, fold))  # builds, then checks against eager
     if backend != "eager":
         assert runnable.verify_error is not None and runnable.verify_error < 1e-4
 
@@ -161,8 +163,9 @@ def test_declared_coverage_is_what_the_families_say():
     assert "native" in covered["gru", "baseline", "canonical"]
     assert "native" not in covered["sru", "baseline", "canonical"]
     assert {"fused", "triton"} <= covered["sru", "ihc", "paper"]
-    assert "fused-folded" in covered["sru", "irc", "paper"]
-    assert "fused-folded" not in covered["sru", "ihc", "paper"]
+    assert backends.folds_for("fused", "irc", FOLDS) == list(FOLDS)
+    assert backends.folds_for("fused", "ihc", FOLDS) == ["auto"]   # IHC cannot fold
+    assert backends.folds_for("eager", "irc", FOLDS) == ["auto"]
     assert not {"fused", "triton"} & covered["gru", "baseline", "paper"]
     assert all({"eager", "compile"} <= c for c in covered.values())
 

@@ -139,3 +139,67 @@ def test_env_without_gpu_says_so_and_exits_0():
         assert isinstance(info["gpus"], str)
         r = run("env")
         assert r.exit_code == 0 and "GPU: none" in r.output
+
+
+# -- counts from the closed forms (rnnbench/bench/param_forms.py) ----------------------------------
+def test_closed_forms_give_the_measured_count_of_every_cell(tmp_path, monkeypatch):
+    """A first `params` measures (meta device) and keeps each cell's fitted form; the second
+    answers from the forms alone. Both must agree for every cell and variant, across layers of
+    different widths, N ≠ M, and the options that change a count."""
+    from rnnbench.bench import param_forms
+    calls = []
+    from_forms = param_forms.counts_from_cache
+    monkeypatch.setattr(param_forms, "counts_from_cache",
+                        lambda *a, **k: calls.append(r := from_forms(*a, **k)) or r)
+    for i, args in enumerate((["--cell", "gru,lstm,fastgrnn,pru", "-N", "37", "-M", "23,41"],
+                              ["--cell", "all", "-N", "64", "-M", "64", "--layers", "3"],
+                              ["--cell", "all", "-N", "19", "-M", "19", "--ihc-gamma", "feedback",
+                               "--no-pru-output-map"])):
+        monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / f"cache{i}"))
+        files = []
+        for k in range(2):
+            out = tmp_path / f"p{len(calls)}.json"
+            r = run("params", "--variant", "all", *args, "--json", str(out))
+            assert r.exit_code == 0, r.output
+            files.append({row.key: row.metrics["params"] for row in read_results(out).results})
+        assert calls[-2] is None and calls[-1] is not None   # measured, then from the forms
+        assert files[0] == files[1] and len(files[0]) >= 12
+
+
+def test_closed_form_fit_is_exact_or_refuses():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from rnnbench.bench.param_forms import evaluate, fit
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(-50, 10**6), min_size=6, max_size=6), st.booleans())
+    def recovers(coefs, square):
+        if square:  # with N = M, N·M, M² and N² are one term, as are N and M
+            coefs = [0, coefs[1], 0, 0, coefs[4], coefs[5]]
+        got = fit(lambda n, m: evaluate(coefs, n, m), square)
+        assert got == coefs
+    recovers()
+    assert fit(lambda n, m: n * m * m, False) is None        # not of degree two
+    assert fit(lambda n, m: n * m // 3, False) is None       # not a polynomial
+
+
+def test_params_at_a_million_answers_from_the_forms_without_torch(tmp_path):
+    """`params --cell gru -N 1000000 -M 1000000`: the count the equations give (GRU, eqs. 1-3:
+    W 3M×N, U 3M×M, b 3M), and once the forms are kept no torch import at all (the CLI itself
+    imports none: tests/test_cli_fast.py), which is what makes it answer within a second."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+    cmd = [sys.executable, "-X", "importtime", "-m", "rnnbench.cli", "params", "--cell", "gru",
+           "-N", "1000000", "-M", "1000000"]
+    n, m = 10**6, 10**6
+    for first in (True, False):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert f"{3 * m * n + 3 * m * m + 3 * m:,}" in res.stdout
+        # -X importtime: "import time: self | cumulative |   torch" (indented by depth)
+        imported_torch = any(line.split("|")[-1].strip() == "torch"
+                             for line in res.stderr.splitlines() if line.startswith("import time:"))
+        assert imported_torch == first

@@ -234,3 +234,25 @@ def test_the_parsers():
         with pytest.raises(RnnbenchError) as e:
             call()
         assert str(e.value).startswith(message), str(e.value)
+
+
+def test_a_bare_speed_is_a_quick_look_at_smaller_sizes_unless_a_size_is_given(tmp_path, monkeypatch):
+    """Bare `rnnbench speed`: every cell, a training step, at the quick look's sizes (the full
+    sweep's took 105 s for 18 cases); any size given, or a mode, means the sizes asked for."""
+    from sweep_helpers import fake_dispatch, ok_row
+
+    from rnnbench.commands.speed import QUICK_SIZES, SIZES
+    fake_dispatch(monkeypatch).measure = lambda case, **settings: ok_row(case)
+    runner = CliRunner()
+    for i, (args, want) in enumerate((([], QUICK_SIZES), (["-B", "8"], {**SIZES, "batch": 8}),
+                                      (["--mode", "fwd+bwd"], SIZES))):
+        out = tmp_path / f"s{i}.json"
+        r = runner.invoke(app, ["speed", *args, "--json", str(out), "--quiet"])
+        assert r.exit_code == 0, r.output
+        rows = read_results(out).results
+        assert len(rows) == 18 and {row.mode for row in rows} == {"fwd+bwd"}
+        assert {(row.batch, row.seq_len, row.input_size, str(row.hidden_size).strip("[]"))
+                for row in rows} == {(want["batch"], want["seq_len"], want["input_size"],
+                                      want["hidden_size"])}
+        if not args:
+            assert "the full sweep" in r.output

@@ -98,7 +98,11 @@ def test_busy_rows_are_marked_not_hidden():
     ('name = "x"\nwhere = { backend = "fused" }\nspeedup = 2', "needs than"),
     ('name = "x"\nwhere = { backend = "fused" }\nspeedup = 2\nthan = {}', "changes no field"),
     ('name = "x"\nwhere = { backend = "fused" }\nspeedup = -1\nthan = { backend = "eager" }',
-     "positive number"),
+     "speedup = -1: must be positive"),
+    # the bounds follow the settings' rule (rnnbench/validate.py): inf and nan are no bounds
+    ('name = "x"\nwhere = { backend = "fused" }\nspeedup = inf\nthan = { backend = "eager" }',
+     "speedup = inf: must be a finite number > 0"),
+    ('name = "x"\nwhere = { backend = "fused" }\nmax_time_per_step_s = nan', "must be a finite"),
     ('name = "x"\nwhere = { colour = "red" }\nmax_time_per_step_s = 1', "unknown case field 'colour'"),
     ('name = "x"\nwhere = { batch = "two" }\nmax_time_per_step_s = 1', "positive integer"),
     ('name = "x"\nwhere = { backend = "fused" }\nmax_time_per_step_s = 1\nthan = { backend = "eager" }',

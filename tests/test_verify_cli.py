@@ -38,9 +38,9 @@ def test_triton_rows_cover_unfolded_and_ihc(tmp_path):
     rows = json.loads(out.read_text())["results"]
     # 2 cells × 3 sizes × (IRC: auto, off + IHC: auto)
     assert len(rows) == 18 and all(row["status"] == "ok" for row in rows), r.output
-    paths = {(row["cell"], row["variant"], row["mode"]) for row in rows}
-    assert {("gru", "irc", "fold=off"), ("sru", "irc", "fold=off"), ("gru", "ihc", "fold=auto"),
-            ("sru", "ihc", "fold=auto")} <= paths
+    paths = {(row["cell"], row["variant"], row["labels"].get("fold", "auto")) for row in rows}
+    assert {("gru", "irc", "off"), ("sru", "irc", "off"), ("gru", "ihc", "auto"),
+            ("sru", "ihc", "auto")} <= paths
     assert all(row["metrics"]["grad_rel_err"] < 1e-4 for row in rows)
 
 

@@ -2,7 +2,8 @@
 
 The modules are built on the meta device: every parameter has its real shape and storage
 structure but no memory, so counting a cell with N = M = 10^6 (4·10^12 bytes on a real device)
-takes milliseconds and allocates nothing."""
+takes milliseconds and allocates nothing. rnnbench/bench/param_forms.py fits each cell's closed
+form from these counts, so that later calls need not import torch at all."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import inspect
 import torch
 from torch import nn
 
+from rnnbench.bench.param_forms import applicable, changed, params_row
 from rnnbench.cells.connections import IHC_GAMMA_INPUTS
 from rnnbench.cells.registry import CellSpec
 from rnnbench.errors import RnnbenchError
@@ -55,14 +57,11 @@ def applicable_options(spec: CellSpec, options: dict) -> dict:
     gamma = options.get("gamma_input")
     if gamma is not None and gamma not in IHC_GAMMA_INPUTS:
         raise RnnbenchError(f"--ihc-gamma must be one of {', '.join(IHC_GAMMA_INPUTS)}, got {gamma!r}")
-    accepted = _defaults(spec.cls)
-    return {k: v for k, v in options.items()
-            if v is not None and k in accepted and not (k == "gamma_input" and spec.variant != "ihc")}
+    return applicable(spec.variant, _defaults(spec.cls), options)
 
 
 def changed_options(spec: CellSpec, options: dict) -> dict:
-    defaults = _defaults(spec.cls)
-    return {k: v for k, v in options.items() if defaults.get(k, object()) != v}
+    return changed(_defaults(spec.cls), options)
 
 
 def build_layers(spec: CellSpec, sizes: list[tuple[int, int]], options: dict,
@@ -90,13 +89,7 @@ def measure_params(spec: CellSpec, input_size: int, hidden_sizes, layers: int | 
     sizes = sizes or layer_sizes(input_size, hidden_sizes, layers)
     opts = applicable_options(spec, options or {})
     built = build_layers(spec, sizes, opts)
-    n = count_unique(built)
-    labels = dict(labels or {})
-    changed = changed_options(spec, opts)
-    if changed:
-        labels["options"] = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
-    row = Row(bench="params", cell=spec.family, variant=spec.variant, form=spec.form,
-              input_size=sizes[0][0], hidden_size=[m for _, m in sizes], layers=len(sizes),
-              metrics={"params": n, "param_bytes_float32": 4 * n}, labels=labels)
+    row = params_row(spec.family, spec.variant, spec.form, sizes, count_unique(built), labels,
+                     changed_options(spec, opts))
     return row, (detail(built) if want_detail else [])
 

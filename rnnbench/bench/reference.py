@@ -40,6 +40,17 @@ def reference_time(device: str = "cpu", *, size: int = 512, min_run_time: float 
         torch.set_num_threads(before)
 
 
+def run_reference(device: str, threads: int | None = None, *, warn) -> dict | None:
+    """The yardstick of a whole run (env["reference"]); never fails the run: a missing yardstick is
+    not worth losing a sweep over, so any error becomes one line through ``warn``."""
+    try:
+        return reference_time(device, threads=threads)
+    except Exception as e:  # noqa: BLE001 - see above
+        warn(f"no reference time recorded ({type(e).__name__}: {e}); "
+             "compare --normalize cannot use this file")
+        return None
+
+
 def drift(before: dict, after: dict) -> float:
     """How much slower (or faster) the machine ran the yardstick after a case than before it:
     |after − before| / min(before, after), from the two medians."""

@@ -75,17 +75,45 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     def step(x):
         return torch.autograd.grad(training_loss(forward(x)), params)
 
-    metrics: dict = {}
     warnings: list[str] = list(runnable.notes)     # what the backend says about itself
-    retries = [0]
     ref_before = _yardstick(device, s, warnings)
+    metrics, median = _time_mode(case.mode, s, timer, forward, step, xs, warnings)
+    tokens = case.batch * case.seq_len
+    metrics["tokens_per_s"] = tokens / median if median > 0 else None
+    # RNNBENCH_NO_FLOPS: `rnnbench ab` counts FLOPs (exact) in its first round only; the count's
+    # first use imports torch._dynamo, about 2 s of every later round's fresh process
+    if s.flops and not os.environ.get("RNNBENCH_NO_FLOPS"):
+        n = case_flops(runnable.reference, xs[0], case.mode)
+        metrics["flops"] = n
+        metrics["flop_per_s"] = n / median if median > 0 else None
+    if runnable.compile_time_s is not None and case.backend == "compile":
+        metrics["compile_time_s"] = runnable.compile_time_s
+    if runnable.verify_error is not None:
+        metrics["verify_rel_err"] = runnable.verify_error
+    metrics["input_sets"] = len(xs)
+    ref_after = _yardstick(device, s, warnings) if ref_before is not None else None
+    if ref_after is not None:
+        _drift_metrics(ref_before, ref_after, metrics, warnings)
+    if device.type == "cpu":
+        metrics["threads"] = torch.get_num_threads()
+    if load is not None:
+        # other processes on the CPU are the usual cause of a noisy row: keep the evidence
+        metrics["load_avg_1m"] = load
+    return case.row(metrics=metrics, warnings=warnings)
+
+
+def _time_mode(mode: str, s: SpeedSettings, timer: Timer, forward, step, xs, warnings: list[str]
+               ) -> tuple[dict, float]:
+    """The timing metrics of one mode and its median; bwd is fwd+bwd minus fwd with autograd."""
+    retries = [0]
 
     def quiet(fn):
         stats, retries[0] = measure_quietly(timer, fn, xs, s.busy_retries, retries[0])
         return stats
 
-    if case.mode in ("fwd", "fwd+bwd"):
-        fn, grad_mode = (forward, torch.inference_mode) if case.mode == "fwd" else (step, torch.enable_grad)
+    metrics: dict = {}
+    if mode in ("fwd", "fwd+bwd"):
+        fn, grad_mode = (forward, torch.inference_mode) if mode == "fwd" else (step, torch.enable_grad)
         with grad_mode():
             stats = quiet(fn)
         metrics.update(stats.metrics())
@@ -104,35 +132,19 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
         if median <= 0:
             warnings.append("backward by difference is not positive: forward and step timings "
                             "overlap within their noise")
-    tokens = case.batch * case.seq_len
-    metrics["tokens_per_s"] = tokens / median if median > 0 else None
-    # RNNBENCH_NO_FLOPS: `rnnbench ab` counts FLOPs (exact) in its first round only; the count's
-    # first use imports torch._dynamo, about 2 s of every later round's fresh process
-    if s.flops and not os.environ.get("RNNBENCH_NO_FLOPS"):
-        n = case_flops(runnable.reference, xs[0], case.mode)
-        metrics["flops"] = n
-        metrics["flop_per_s"] = n / median if median > 0 else None
-    if runnable.compile_time_s is not None and case.backend == "compile":
-        metrics["compile_time_s"] = runnable.compile_time_s
-    if runnable.verify_error is not None:
-        metrics["verify_rel_err"] = runnable.verify_error
-    metrics["input_sets"] = len(xs)
     metrics["busy_retries"] = retries[0]
-    ref_after = _yardstick(device, s, warnings) if ref_before is not None else None
-    if ref_after is not None:
-        metrics["reference_time_s"] = (ref_before["time_s"] + ref_after["time_s"]) / 2
-        metrics["reference_time_s_min"] = min(ref_before["time_s_min"], ref_after["time_s_min"])
-        metrics["host_drift"] = d = drift(ref_before, ref_after)
-        if d > DRIFT_LIMIT:
-            slower = "slower" if ref_after["time_s"] > ref_before["time_s"] else "faster"
-            warnings.append(f"drift: a fixed matrix product ran {100 * d:.0f}% {slower} after this "
-                            "case than before it: the machine's speed changed while it was timed")
-    if device.type == "cpu":
-        metrics["threads"] = torch.get_num_threads()
-    if load is not None:
-        # other processes on the CPU are the usual cause of a noisy row: keep the evidence
-        metrics["load_avg_1m"] = load
-    return case.row(metrics=metrics, warnings=warnings)
+    return metrics, median
+
+
+def _drift_metrics(before: dict, after: dict, metrics: dict, warnings: list[str]) -> None:
+    """The yardstick around the case: its mean for `compare --normalize`, and the drift."""
+    metrics["reference_time_s"] = (before["time_s"] + after["time_s"]) / 2
+    metrics["reference_time_s_min"] = min(before["time_s_min"], after["time_s_min"])
+    metrics["host_drift"] = d = drift(before, after)
+    if d > DRIFT_LIMIT:
+        slower = "slower" if after["time_s"] > before["time_s"] else "faster"
+        warnings.append(f"drift: a fixed matrix product ran {100 * d:.0f}% {slower} after this "
+                        "case than before it: the machine's speed changed while it was timed")
 
 
 def pinned_threads(cpus) -> int | None:

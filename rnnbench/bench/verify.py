@@ -33,9 +33,9 @@ def verify_cases(specs, backends, dtype: str, device: str, sizes: str, folds) ->
                     if fold != "auto" and spec.variant == "ihc":
                         continue  # IHC never folds: one row is enough
                     cases.append(Case("verify", spec.family, spec.variant, spec.form, backend,
-                                      mode=f"fold={fold}", dtype=dtype, device=device, batch=B,
+                                      mode="fwd+bwd", dtype=dtype, device=device, batch=B,
                                       seq_len=T, input_size=M if spec.requires_square else N,
-                                      hidden_size=M, layers=1))
+                                      hidden_size=M, layers=1, fold=fold))
     return cases
 
 
@@ -52,7 +52,7 @@ def _errors(case: Case, seed: int) -> dict[str, float]:
         stack = RecurrentStack(case.spec, case.input_size, case.hidden_sizes)
         x = torch.randn(case.seq_len, case.batch, case.input_size)
     stack = stack.to(device=device, dtype=dtype)
-    runnable = fused_runnable(stack, case.backend, impl=impl, fold=case.mode.removeprefix("fold="))
+    runnable = fused_runnable(stack, case.backend, impl=impl, fold=case.fold)
     return agreement.errors(runnable.run, stack, x.to(device=device, dtype=dtype), train=True,
                             params=list(stack.parameters()),
                             reference_params=list(stack.parameters()),

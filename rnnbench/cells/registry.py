@@ -17,6 +17,8 @@ from rnnbench.errors import SizeError, UnknownCellError
 
 VARIANTS = ("baseline", "irc", "ihc")
 FORMS = ("paper", "canonical")
+#: the cell a command trains or matches against when none is named: the paper's first (eqs. 1-3)
+DEFAULT_CELL = "gru"
 
 
 @dataclass(frozen=True)

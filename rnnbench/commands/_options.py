@@ -26,6 +26,9 @@ DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 (flo
 THREADS = typer.Option(None, "--threads", help="CPU threads for torch")
 BACKEND = typer.Option("eager", "--backend", "-b",
                        help="eager, compile, native, fused, triton, a comma list, or all")
+FOLD = typer.Option("auto", "--fold",
+                    help="IRC on the fused backends: auto (the cost model), on (R = W_g·diag(α)·U_V, "
+                         "one product a step), off (two), or a comma list; other cases run as written")
 IHC_GAMMA = typer.Option("h", "--ihc-gamma",
                          help="IHC gate input: h (eq. 53) or feedback (Γ N×N on U_V h)")
 PRU_OUTPUT_MAP = typer.Option(True, "--pru-output-map/--no-pru-output-map",

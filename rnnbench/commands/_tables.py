@@ -27,7 +27,8 @@ def case_label(row: Row) -> str:
         name = get(row.cell, row.variant, row.form).display
     except RnnbenchError:
         name = f"{row.cell}/{row.variant}"
-    return name + (" (canonical)" if row.form == "canonical" else "")
+    return (name + (" (canonical)" if row.form == "canonical" else "")
+            + (f" (fold {row.labels['fold']})" if row.labels.get("fold") else ""))
 
 
 def _group(row: Row, *drop: str) -> tuple:
@@ -150,7 +151,8 @@ def case_text(case: Case) -> str:
     """'speed gru/irc eager fwd+bwd': what a progress line says of a case (the dtype when not
     float32, the sizes when they are not the run's common ones are in the table)."""
     return (f"{case.bench} {case.cell}/{case.variant}"
-            f"{' (canonical)' if case.form == 'canonical' else ''} {case.backend} {case.mode}"
+            f"{' (canonical)' if case.form == 'canonical' else ''} {case.backend}"
+            f"{'' if case.fold == 'auto' else ' fold=' + case.fold} {case.mode}"
             f"{'' if case.dtype == 'float32' else ' ' + case.dtype}")
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from rnnbench import ab as A
 from rnnbench import progress
 from rnnbench.commands.common import cli_errors, fit_table, out
 from rnnbench.errors import RnnbenchError
@@ -26,8 +27,10 @@ def ab(
     base: Path = typer.Option(..., "--base", help="folder put first on the base's Python path: a "
                               "git worktree of another revision, or a folder with a cell module"),
     head: Path = typer.Option(Path("."), "--head", help="the same for the head [default: .]"),
-    rounds: int = typer.Option(10, "--rounds", help="rounds; each starts base and head as fresh "
-                               "processes in random order"),
+    rounds: Optional[int] = typer.Option(
+        None, "--rounds", help="rounds; each starts base and head as fresh processes in random "
+        f"order (alternate: one process for both) [default: {A.DEFAULT_ROUNDS['processes']}; "
+        f"{A.DEFAULT_ROUNDS['alternate']} in alternate mode]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of the order of sides and cases "
                                        "[default: drawn, and recorded]"),
     threshold: str = typer.Option("1%", "--threshold", help="a slowdown must be significantly "
@@ -64,7 +67,6 @@ def ab(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ):
     """A/B two versions of code on one machine: interleaved fresh processes, paired verdicts."""
-    from rnnbench import ab as A
     from rnnbench.compare import parse_percent
 
     opts = A.Options(threshold=parse_percent(threshold, "--threshold"), alpha=alpha,
@@ -72,7 +74,6 @@ def ab(
                      instructions_threshold=parse_percent(instructions_threshold,
                                                           "--instructions-threshold"),
                      gate_memory=gate_memory, normalize=normalize, time_stat=time_stat)
-    _check_settings(rounds, alpha, threads, time_stat, opts)
     if mode not in A.MODES:
         raise RnnbenchError(f"--mode must be one of {', '.join(A.MODES)}, got {mode!r}")
     for name, p in (("--base", base), ("--head", head)):
@@ -82,6 +83,8 @@ def ab(
         raise RnnbenchError(f"no such suite file: {suite}")
     cases = _suite_cases(suite, head.resolve())
     mode = A.choose_mode(mode, base, head, cases)
+    rounds = A.DEFAULT_ROUNDS[mode] if rounds is None else rounds
+    _check_settings(rounds, alpha, threads, time_stat, opts)
     if mode == "alternate":
         opts.normalize = False  # the sides share each moment of the process: nothing to cancel
     from rnnbench.outputs import prepare
@@ -134,8 +137,6 @@ def _plan(suite, base, head, rounds, seed, threads, pin, mode, workdir, json, no
     import os
     import random
 
-    from rnnbench import ab as A
-
     duet = mode == "duet"
     cpus = _parse_pin(pin, duet)
     if duet and (not cpus or len(cpus) < 2):
@@ -174,7 +175,6 @@ def _recorded_seed(workdir: Path) -> int:
 def _parse_pin(pin: str, duet: bool) -> list[int] | None:
     import os
 
-    from rnnbench import ab as A
     from rnnbench.commands.common import parse_int_list
 
     text = pin.strip().lower()
@@ -219,7 +219,6 @@ def _cells(v) -> list[str]:
 
 
 def _print(verdicts, plan, opts, notes, wall) -> None:
-    from rnnbench import ab as A
     shown = [v for v in verdicts if v.comparison in ("statistical", "instructions", "row")
              or v.verdict != "same"]
     table = Table(title=f"ab: {plan.base} → {plan.head}")
@@ -252,7 +251,6 @@ def _meaning(plan, opts) -> str:
 
 
 def _write(plan, opts, verdicts, files, notes, wall, json_path, csv_path, md_path) -> None:
-    from rnnbench import ab as A
     from rnnbench import envinfo
     from rnnbench.results import atomic_write_text
 
@@ -277,7 +275,6 @@ def _write(plan, opts, verdicts, files, notes, wall, json_path, csv_path, md_pat
 
 
 def _markdown(plan, opts, verdicts, env, prov, wall) -> str:
-    from rnnbench import ab as A
     from rnnbench.results import to_markdown
     regs = [v for v in verdicts if v.regression]
     sides = prov["sides"]

@@ -251,9 +251,19 @@ def parse_variants(text: str, *, irc: bool = False, ihc: bool = False,
 def parse_backends(text: str) -> list[str]:
     """--backend: eager, compile, native, fused, triton (or another registered one), a comma
     list, or all."""
-    from rnnbench.backends import BACKENDS
+    from rnnbench.backends import BACKENDS, renamed_note
 
+    for name in split_list(text, "--backend"):
+        if note := renamed_note(name.lower()):
+            raise RnnbenchError(note)
     return parse_choices(text, "--backend", tuple(BACKENDS), noun="backend")
+
+
+def parse_folds(text: str) -> list[str]:
+    """--fold: auto, on, off, or a comma list (IRC cells on the fused backends; others: auto)."""
+    from rnnbench.case import FOLDS
+
+    return parse_choices(text, "--fold", FOLDS, noun="fold")
 
 
 def parse_modes(text: str) -> list[str]:

@@ -14,7 +14,7 @@ from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measu
                                        new_table, note_parts, print_plan, print_table, row_note, row_style,
                                        several_backends, short_note)
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option,
-                                      form_for_backends, parse_backends, require_positive)
+                                      form_for_backends, parse_backends, parse_folds, require_positive)
 from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row
 
@@ -47,6 +47,7 @@ def memory(
                              help="CPU: peak resident memory of a step, in a fresh subprocess"),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="verify each backend against eager before measuring it"),
+    fold: str = opts.FOLD,
     ihc_gamma: str = opts.IHC_GAMMA,
     pru_output_map: bool = opts.PRU_OUTPUT_MAP,
     csv: Optional[Path] = opts.CSV,
@@ -73,7 +74,7 @@ def memory(
                        backends=backends, modes=["fwd+bwd"], device=str(dev),
                        dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
                        hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
-                       pru_output_map=pru_output_map)
+                       pru_output_map=pru_output_map, folds=parse_folds(fold))
     estimate = print_plan(cases, "memory", quiet=quiet, dry_run=dry_run)
     if dry_run:
         return

@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo
+from rnnbench.bench import param_forms
+from rnnbench.case import layer_sizes
 from rnnbench.commands import _options as opts
-from rnnbench.commands.common import (cli_errors, hidden_sizes_option, out, parse_variants,
-                                      require_positive, select_cells)
+from rnnbench.commands.common import (cli_errors, hidden_sizes_option, out, parse_cells,
+                                      parse_variants, require_positive, select_cells)
 from rnnbench.outputs import prepare
 from rnnbench.results import ResultFile, Row, atomic_write_text, fmt_count, to_markdown, write_outputs
 
@@ -41,33 +43,46 @@ def params(
     overwrite: bool = opts.OVERWRITE,
 ):
     """Count parameters of cells and variants, with the reduction against the baseline."""
-    from rnnbench.bench import published
-    from rnnbench.bench.params import measure_params
-
     prepare(json=json, csv=csv, markdown=markdown, inputs=[config], overwrite=overwrite)
     if config is not None:
+        from rnnbench.bench import published
         meta, table_rows = published.load(config)
         rows = published.evaluate(table_rows)
         columns, cells = _published_table(rows, meta.get("title", str(config)))
     else:
         require_positive(("--input-size", input_size))
         hs = hidden_sizes_option(hidden_size, layers)
-        specs, _ = select_cells(cell, parse_variants(variant, irc=irc, ihc=ihc,
-                                                     baseline_beside=True), form)
+        variants = parse_variants(variant, irc=irc, ihc=ihc, baseline_beside=True)
         options = {"gamma_input": ihc_gamma, "output_map": pru_output_map}
-        rows, details = [], []
-        for spec in specs:
-            row, det = measure_params(spec, input_size, hs, options=options, want_detail=detail)
-            rows.append(row)
-            details.append((spec, det))
+        # the closed forms fitted from earlier counts answer without torch (param_forms.py)
+        fast = None if detail else param_forms.counts_from_cache(
+            parse_cells(cell)[0], variants, form, layer_sizes(input_size, hs), options)
+        if fast is not None:
+            rows, specs = fast
+        else:
+            rows, specs = _measured(cell, variants, form, input_size, hs, options, detail)
         columns, cells = _count_table(rows, specs)
-        if detail:
-            _print_detail(details)
     if markdown:
         atomic_write_text(markdown, to_markdown(columns, cells))
     if csv or json:
         result = ResultFile(envinfo.collect("cpu"), envinfo.provenance(), rows)
         write_outputs(result, json_path=json, csv_path=csv)
+
+
+def _measured(cell, variants, form, input_size, hs, options, detail):
+    """Counts from the cells built on the meta device; their forms kept for the next call."""
+    from rnnbench.bench.params import measure_params
+
+    specs, _ = select_cells(cell, variants, form)
+    rows, details = [], []
+    for spec in specs:
+        row, det = measure_params(spec, input_size, hs, options=options, want_detail=detail)
+        rows.append(row)
+        details.append((spec, det))
+    if detail:
+        _print_detail(details)
+    param_forms.remember(specs, options)
+    return rows, specs
 
 
 def _count_table(rows: list[Row], specs) -> tuple[list[str], list[list[str]]]:

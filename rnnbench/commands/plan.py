@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from rnnbench.commands.common import cli_errors, out
-from rnnbench.commands.run import selected_cases
+from rnnbench.commands._cases import selected_cases
 from rnnbench.shard import estimate_cost, shard_loads
 
 

@@ -13,13 +13,14 @@ from rich.table import Table
 from rnnbench import envinfo, metrics, progress
 from rnnbench.case import Case
 from rnnbench.commands import _options as opts
+from rnnbench.commands._cases import ordered_cases, selected_cases
 from rnnbench.commands._tables import case_text, print_plan, result_extras, short_note
 from rnnbench.commands.common import check_devices, cli_errors, fit_table, note, out
 from rnnbench.errors import RnnbenchError
 from rnnbench.outputs import Output, check_outputs, hold_locks
 from rnnbench.results import (IncrementalWriter, ResultFile, Row,
                               journal_path, read_results, size_label, write_outputs)
-from rnnbench.shard import machine_id, parse_shard, shard_cases
+from rnnbench.shard import machine_id
 
 RESULTS_DIR = Path("results")
 _STAMP = "%Y%m%d-%H%M%S"
@@ -40,47 +41,6 @@ def default_json_path(name: str, shard, *, resume: bool) -> Path:
         if found:
             return found[-1]
     return RESULTS_DIR / f"{stem}-{datetime.now(timezone.utc).strftime(_STAMP)}.json"
-
-
-def selected_cases(data: dict, suite: Path, device: str | None, shard: str | None):
-    """The suite, its shard (or None) and the cases this worker runs; the suite's notes printed."""
-    from rnnbench.suite import default_measure, measure_kwargs, parse_suite
-
-    s = parse_suite(data, suite)
-    # settings the measure function does not take fail here, so `plan` refuses what `run` would
-    measure_kwargs(default_measure(), s.settings, f"{suite}: [settings]")
-    if device:
-        s = s.with_device(device)
-    for n in s.notes:
-        note(n)
-    where = parse_shard(shard) if shard else None
-    return s, where, (shard_cases(s.cases, *where) if where else s.cases)
-
-
-def ordered_cases(cases: list[Case], bench: str | None, shuffle: int | None) -> list[Case]:
-    """--bench and --shuffle: a subset of the benches, and an order that is not the suite's, so
-    that a slow spell of the machine does not always fall on the same cases."""
-    if bench is not None:
-        from rnnbench.commands.common import split_list
-        wanted = split_list(bench, "--bench")
-        cases = [c for c in cases if c.bench in wanted]
-    if shuffle is not None:
-        import random
-        cases = list(cases)
-        random.Random(shuffle).shuffle(cases)
-    return cases
-
-
-def measure_reference(device: str, threads: int | None = None) -> dict | None:
-    """A fixed matrix product timed on the run's device and stored as env["reference"], so that
-    `compare --normalize` can set times from two machines side by side. Never fails a run."""
-    try:
-        from rnnbench.bench.reference import reference_time
-        return reference_time(device, threads=threads)
-    except Exception as e:  # noqa: BLE001 - a missing yardstick is not worth losing a sweep over
-        note(f"no reference time recorded ({type(e).__name__}: {e}); "
-             "compare --normalize cannot use this file")
-        return None
 
 
 def _prepare_output(json_path: Path, resume: bool, overwrite: bool, env: dict) -> None:
@@ -129,9 +89,7 @@ def run(
 ):
     """Run a suite: every case measured once, each row written as it finishes."""
     # torch-heavy: imported when a suite runs, not when the CLI starts
-    from rnnbench.bench.speed import pinned_threads
-    from rnnbench.devices import pinned_to, set_threads
-    from rnnbench.suite import default_measure, is_params_table, measure_kwargs, read_toml, run_suite
+    from rnnbench.suite import default_measure, is_params_table, measure_kwargs, read_toml
 
     if rounds < 1:
         raise RnnbenchError(f"--rounds must be at least 1, got {rounds}")
@@ -161,6 +119,17 @@ def run(
         _run_rounds(suite, s, where, json_path, csv, rounds, resume=resume, overwrite=overwrite,
                     shard=shard, device=device, quiet=quiet)
         return
+    _measure_suite(s, suite, where, cases, env, measure, json_path, csv, resume=resume, quiet=quiet)
+
+
+def _measure_suite(s, suite: Path, where, cases: list[Case], env: dict, measure, json_path: Path,
+                   csv: Path | None, *, resume: bool, quiet: bool) -> None:
+    """One pass over the cases, each row written as it finishes, with progress, the summary
+    and the suite's targets."""
+    from rnnbench.bench.speed import pinned_threads
+    from rnnbench.devices import pinned_to, set_threads
+    from rnnbench.suite import run_suite
+
     # pinned before any torch work (the run's yardstick starts torch's worker threads), and for
     # this run only
     speed_settings = s.settings.get("speed") if isinstance(s.settings.get("speed"), dict) else {}
@@ -169,7 +138,8 @@ def run(
     with pinned_to(pin):
         set_threads(threads if threads is not None else pinned_threads(pin))
         if any(c.bench == "speed" for c in cases):
-            ref = measure_reference(env["device"], threads)
+            from rnnbench.bench.reference import run_reference
+            ref = run_reference(env["device"], threads, warn=note)
             if ref:
                 env["reference"] = ref
         prov = envinfo.provenance()

@@ -14,13 +14,22 @@ from rnnbench.commands._tables import (Ratios, case_label, finish_outputs, measu
                                        new_table, note_parts, print_plan, print_table, row_style,
                                        several_backends, short_note)
 from rnnbench.commands.common import (cli_errors, device_option, dtype_option,
-                                      form_for_backends, note, parse_backends, parse_int_list,
-                                      parse_modes, require_positive)
+                                      form_for_backends, note, parse_backends, parse_folds,
+                                      parse_int_list, parse_modes, require_positive)
 from rnnbench.outputs import prepare
 from rnnbench.results import IncrementalWriter, Row, fmt_si, fmt_time
 
-# the quick look of a bare `rnnbench speed`: 18 cases in about a minute on two CPUs
+# the quick look of a bare `rnnbench speed`: 18 cases in well under a minute on two CPUs; at the
+# full sweep's sizes (B32 T128 N=M=512) a training step of an eager cell takes long enough that the
+# 18 cases took 105 s, with the FLOP count and the warm-up calls as much as the samples
 QUICK_MIN_RUN_TIME = 0.5
+QUICK_SIZES = {"batch": 16, "seq_len": 64, "input_size": 256, "hidden_size": "256"}
+SIZES = {"batch": 32, "seq_len": 128, "input_size": 512, "hidden_size": "512"}
+
+
+def _size_option(name: str, flags: tuple[str, ...], what: str):
+    return typer.Option(None, *flags, help=f"{what} [default: {SIZES[name]}; {QUICK_SIZES[name]} "
+                                           "for the quick look]")
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -36,10 +45,11 @@ def speed(
                                        help="fwd, fwd+bwd, bwd (by difference), a comma list, or "
                                             "all [default: fwd,fwd+bwd; fwd+bwd for the quick "
                                             "look of a bare `rnnbench speed`]"),
-    batch: int = opts.BATCH,
-    seq_len: int = opts.SEQ_LEN,
-    input_size: int = opts.INPUT_SIZE,
-    hidden_size: str = opts.HIDDEN_SIZE,
+    batch: Optional[int] = _size_option("batch", ("--batch", "-B"), "batch size B"),
+    seq_len: Optional[int] = _size_option("seq_len", ("--seq-len", "-T"), "sequence length T"),
+    input_size: Optional[int] = _size_option("input_size", ("--input-size", "-N"), "input width N"),
+    hidden_size: Optional[str] = _size_option("hidden_size", ("--hidden-size", "-M"),
+                                              "hidden width M, or one per layer: 1150,1150,400"),
     layers: Optional[int] = opts.LAYERS,
     dtype: str = opts.DTYPE,
     threads: Optional[int] = opts.THREADS,
@@ -52,6 +62,7 @@ def speed(
     input_sets: int = typer.Option(4, "--input-sets", help="inputs rotated through while timing"),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="verify each backend against eager before timing it"),
+    fold: str = opts.FOLD,
     ihc_gamma: str = opts.IHC_GAMMA,
     pru_output_map: bool = opts.PRU_OUTPUT_MAP,
     csv: Optional[Path] = opts.CSV,
@@ -75,11 +86,17 @@ def speed(
     dev = device_option(device)
     dt = dtype_option(dtype)
     quick = mode is None and cell == "all"
+    given = {"batch": batch, "seq_len": seq_len, "input_size": input_size,
+             "hidden_size": hidden_size}
+    # the quick look's smaller sizes only where no size was asked for: a size given is meant
+    sizes = {k: v if v is not None else (QUICK_SIZES if quick and not any(
+        x is not None for x in given.values()) else SIZES)[k] for k, v in given.items()}
+    batch, seq_len, input_size, hidden_size = (sizes[k] for k in given)
     if quick and not dry_run:
-        note(f"a quick look: every cell, a training step (fwd+bwd) only, "
-             f"{min_run_time or QUICK_MIN_RUN_TIME:g} s of samples per case; the full sweep: "
-             "rnnbench speed --mode fwd,fwd+bwd --min-run-time 1, or rnnbench run "
-             "bench_configs/cpu.toml")
+        note(f"a quick look: every cell, a training step (fwd+bwd) only, B{batch} T{seq_len} "
+             f"N{input_size} M{hidden_size}, {min_run_time or QUICK_MIN_RUN_TIME:g} s of samples "
+             "per case; the full sweep: rnnbench speed --mode fwd,fwd+bwd --min-run-time 1 "
+             "(B32 T128 N=M=512), or rnnbench run bench_configs/cpu.toml")
     mode = mode or ("fwd+bwd" if quick else "fwd,fwd+bwd")
     if min_run_time is None:
         min_run_time = QUICK_MIN_RUN_TIME if quick else 1.0
@@ -96,7 +113,7 @@ def speed(
                            backends=backends, modes=parse_modes(mode), device=str(dev),
                            dtype=dt, batch=batch, seq_len=seq_len, input_size=input_size,
                            hidden_size=hidden_size, layers=layers, ihc_gamma=ihc_gamma,
-                           pru_output_map=pru_output_map)
+                           pru_output_map=pru_output_map, folds=parse_folds(fold))
         estimate = print_plan(cases, "speed", min_run_time=min_run_time, quiet=quiet,
                               dry_run=dry_run)
         if dry_run:
@@ -107,8 +124,8 @@ def speed(
             note(busy)
         env = envinfo.collect(str(dev))
         if json:  # the yardstick `compare --normalize` divides by, measured in this run's conditions
-            from rnnbench.commands.run import measure_reference
-            if ref := measure_reference(str(dev), threads):
+            from rnnbench.bench.reference import run_reference
+            if ref := run_reference(str(dev), threads, warn=note):
                 env["reference"] = ref
         writer = IncrementalWriter(env, envinfo.provenance(), json_path=json, csv_path=csv)
         counts = _count_instructions(cases) if instructions else {}

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from rnnbench import envinfo, progress
-from rnnbench.cells.registry import get
+from rnnbench.cells.registry import DEFAULT_CELL, get
 from rnnbench.commands import _options as opts
 from rnnbench.commands.common import (check_devices, cli_errors, device_option,
                                       hidden_sizes_option, out, parse_variants, require_positive,
@@ -41,7 +41,7 @@ BACKEND_NAMES = ("eager", "compile", "native", "fused", "triton")
 def task(
     name: Optional[str] = typer.Argument(None, metavar="TASK",
                                          help="adding, memorization (memorisation) or copy"),
-    cell: str = typer.Option("gru", "--cell", "-c", help=opts.CELL_HELP),
+    cell: str = typer.Option(DEFAULT_CELL, "--cell", "-c", help=opts.CELL_HELP),
     variant: str = typer.Option("baseline", "--variant", "-v",
                                 help=opts.VARIANT_HELP + "; only what is named is trained (no "
                                      "baseline beside: each run is a model of its own)"),
@@ -52,7 +52,7 @@ def task(
     matched_params: bool = typer.Option(False, "--matched-params",
                                         help="pick each cell's M so its recurrent parameter count "
                                              "is closest to the reference cell's at --hidden-size"),
-    reference: str = typer.Option("gru", "--reference",
+    reference: str = typer.Option(DEFAULT_CELL, "--reference",
                                   help="the cell whose count --matched-params matches: gru, lstm/irc"),
     seq_len: Optional[int] = typer.Option(
         None, "--seq-len", "-T", help=f"adding: sequence length T (default {_A['seq_len']})"),

@@ -73,7 +73,7 @@ def verify(
     for r in rows:
         m = r.metrics
         res = {"ok": "pass", "failed": "FAIL"}.get(r.status, r.status)
-        line = [f"{r.cell}/{r.variant}", r.backend, r.mode.removeprefix("fold="),
+        line = [f"{r.cell}/{r.variant}", r.backend, r.labels.get("fold", "auto"),
                 f"{r.seq_len}×{r.batch}×{r.input_size}×{r.hidden_size}",
                 *(f"{m[k]:.1e}" if k in m else "" for k in ("out_rel_err", "state_rel_err",
                                                              "grad_rel_err")),

@@ -21,7 +21,7 @@ from torch import nn
 from rnnbench.bench.timing import quantile
 from rnnbench.bench.params import applicable_options, changed_options, count_unique
 from rnnbench.case import Case
-from rnnbench.cells.registry import CellSpec
+from rnnbench.cells.registry import DEFAULT_CELL, CellSpec
 from rnnbench.errors import ConfigError, RnnbenchError, SizeError
 from rnnbench.results import Row
 from rnnbench.runner import RecurrentStack
@@ -486,29 +486,11 @@ def load_suite(path, overrides: dict | None = None) -> tuple[dict, list[Run]]:
     replace the file's values everywhere. Any malformed entry is a ConfigError naming its place."""
     from pathlib import Path
 
-    from rnnbench.cells.registry import get, select
     from rnnbench.suite import read_toml
 
     path = Path(path)
     data = read_toml(path, "config file")
-    unknown_top = set(data) - {"meta", "defaults", "runs"}
-    if unknown_top:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown_top))}; "
-                          "a task suite has [meta], [defaults] and [[runs]]")
-    meta = data.get("meta", {})
-    if not isinstance(meta, dict) or meta.get("bench") != "task":
-        raise ConfigError(f'{path}: a task suite needs [meta] with bench = "task"')
-    runs_raw = data.get("runs")
-    if not isinstance(runs_raw, list) or not runs_raw:
-        raise ConfigError(f"{path}: a task suite needs at least one [[runs]] entry")
-    defaults = data.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"{path}: [defaults] must be a table")
-    for k, v in defaults.items():
-        if k not in SUITE_RUN_KEYS or k == "id":
-            raise ConfigError(f"{path}, [defaults]: unknown key {k!r}")
-        _check_type(v, SUITE_RUN_KEYS[k], f"{path.name}, [defaults]", k)
-
+    meta, defaults, runs_raw = _task_tables(data, path)
     plan, ids = [], set()
     for i, raw in enumerate(runs_raw, 1):
         where = f"{path.name}, run {i}"
@@ -526,39 +508,68 @@ def load_suite(path, overrides: dict | None = None) -> tuple[dict, list[Run]]:
         if not rid or "/" in rid or rid in ids:
             raise ConfigError(f"{where}: id {rid!r} must be non-empty, without '/', and unique")
         ids.add(rid)
-        where = f"{path.name}, run {rid!r}"
-        try:
-            task = TaskSpec.make(entry["task"], **{k: entry.get(k) for k in SUITE_TASK_KEYS})
-            if task.name == "adding" and any(k in entry for k in ("targets", "interfere", "alphabet")):
-                raise ConfigError("targets, interfere and alphabet apply to memorization and copy")
-            if task.name != "adding" and "seq_len" in entry:
-                raise ConfigError("seq_len applies to the adding problem; use interfere (L)")
-            train_kw = {k: entry[k] for k in SUITE_TRAIN_KEYS if k in entry}
-            train_kw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-            cfg = TrainConfig(**train_kw)
-            hs = entry["hidden_size"]
-            hs = [hs] if isinstance(hs, int) else hs
-            if not hs or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in hs):
-                raise ConfigError(f"hidden_size must be a positive integer or a list of them, got {hs!r}")
-            layers = entry.get("layers")
-            if layers is not None:
-                if len(hs) == 1:
-                    hs = hs * layers
-                elif layers != len(hs):
-                    raise ConfigError(f"layers = {layers} does not match {len(hs)} hidden sizes")
-            cells, variants = entry.get("cell", "gru"), entry.get("variant", "baseline")
-            specs = _select_all(select, get, cells, variants, entry.get("form", "paper"))
-            ref = None
-            if entry.get("matched_params", False):
-                ref = get(*parse_cell(entry.get("reference", "gru")))
-            plan += plan_runs(specs, task, hs, cfg, matched_params=entry.get("matched_params", False),
-                              reference=ref, options=entry.get("options"),
-                              backend=entry.get("backend", "eager"), group=rid)
-        except RnnbenchError as e:
-            raise ConfigError(f"{where}: {e}") from None
-        except TypeError as e:
-            raise ConfigError(f"{where}: {e}") from None
+        plan += _entry_runs(entry, rid, overrides, f"{path.name}, run {rid!r}")
     return meta, plan
+
+
+def _task_tables(data: dict, path) -> tuple[dict, dict, list]:
+    """[meta] (bench = "task"), [defaults] checked key by key, and the [[runs]] entries."""
+    unknown_top = set(data) - {"meta", "defaults", "runs"}
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown_top))}; "
+                          "a task suite has [meta], [defaults] and [[runs]]")
+    meta = data.get("meta", {})
+    if not isinstance(meta, dict) or meta.get("bench") != "task":
+        raise ConfigError(f'{path}: a task suite needs [meta] with bench = "task"')
+    runs_raw = data.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise ConfigError(f"{path}: a task suite needs at least one [[runs]] entry")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: [defaults] must be a table")
+    for k, v in defaults.items():
+        if k not in SUITE_RUN_KEYS or k == "id":
+            raise ConfigError(f"{path}, [defaults]: unknown key {k!r}")
+        _check_type(v, SUITE_RUN_KEYS[k], f"{path.name}, [defaults]", k)
+    return meta, defaults, runs_raw
+
+
+def _entry_runs(entry: dict, rid: str, overrides: dict | None, where: str) -> list[Run]:
+    """The runs of one [[runs]] entry (its type-checked keys), errors named by ``where``."""
+    from rnnbench.cells.registry import get, select
+
+    try:
+        task = TaskSpec.make(entry["task"], **{k: entry.get(k) for k in SUITE_TASK_KEYS})
+        if task.name == "adding" and any(k in entry for k in ("targets", "interfere", "alphabet")):
+            raise ConfigError("targets, interfere and alphabet apply to memorization and copy")
+        if task.name != "adding" and "seq_len" in entry:
+            raise ConfigError("seq_len applies to the adding problem; use interfere (L)")
+        train_kw = {k: entry[k] for k in SUITE_TRAIN_KEYS if k in entry}
+        train_kw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        cfg = TrainConfig(**train_kw)
+        hs = _entry_hidden_sizes(entry["hidden_size"], entry.get("layers"))
+        cells, variants = entry.get("cell", DEFAULT_CELL), entry.get("variant", "baseline")
+        specs = _select_all(select, get, cells, variants, entry.get("form", "paper"))
+        ref = None
+        if entry.get("matched_params", False):
+            ref = get(*parse_cell(entry.get("reference", DEFAULT_CELL)))
+        return plan_runs(specs, task, hs, cfg, matched_params=entry.get("matched_params", False),
+                         reference=ref, options=entry.get("options"),
+                         backend=entry.get("backend", "eager"), group=rid)
+    except (RnnbenchError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _entry_hidden_sizes(hs, layers) -> list[int]:
+    hs = [hs] if isinstance(hs, int) else hs
+    if not hs or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in hs):
+        raise ConfigError(f"hidden_size must be a positive integer or a list of them, got {hs!r}")
+    if layers is not None:
+        if len(hs) == 1:
+            hs = hs * layers
+        elif layers != len(hs):
+            raise ConfigError(f"layers = {layers} does not match {len(hs)} hidden sizes")
+    return hs
 
 
 def _select_all(select, get, cells, variants, form) -> list[CellSpec]:
