@@ -203,3 +203,17 @@ def test_params_at_a_million_answers_from_the_forms_without_torch(tmp_path):
         imported_torch = any(line.split("|")[-1].strip() == "torch"
                              for line in res.stderr.splitlines() if line.startswith("import time:"))
         assert imported_torch == first
+
+
+def test_one_measured_call_gives_forms_for_every_cell_at_its_defaults(tmp_path, monkeypatch):
+    """The first `params` fits every cell of the zoo at its default options, so a later call for
+    other cells (options given as the defaults are, as the CLI gives them) needs no measuring."""
+    from rnnbench.bench import param_forms
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    from_forms = param_forms.counts_from_cache
+    monkeypatch.setattr(param_forms, "counts_from_cache",
+                        lambda *a, **k: calls.append(r := from_forms(*a, **k)) or r)
+    for cell in ("gru", "lstm", "pru", "sru"):
+        assert run("params", "--cell", cell, "--variant", "all", "-N", "16", "-M", "16").exit_code == 0
+    assert calls[0] is None and all(c is not None for c in calls[1:])

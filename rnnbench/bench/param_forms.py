@@ -134,7 +134,8 @@ class Listed:
     display: str
     requires_square: bool
     defaults: dict = field(default_factory=dict, hash=False, compare=False)
-    forms: dict = field(default_factory=dict, hash=False, compare=False)  # options key -> coefs
+    #: options_key(options that differ from the defaults) -> coefficients, or None (no form)
+    forms: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -190,7 +191,7 @@ def counts_from_cache(cells, variants: list[str], form: str, sizes: list[tuple[i
             if spec is None:
                 return None
             opts = applicable(variant, spec.defaults, options)
-            coefs = spec.forms.get(options_key(opts))
+            coefs = spec.forms.get(options_key(changed(spec.defaults, opts)))
             if coefs is None or (spec.requires_square and any(n != m for n, m in sizes)):
                 return None
             count = sum(evaluate(coefs, n, m) for n, m in sizes)
@@ -215,11 +216,12 @@ def remember(specs, options: dict) -> None:
         old = listing.get(key)
         entry = Listed(spec.family, spec.variant, spec.form, spec.display, spec.requires_square,
                        defaults, dict(old.forms) if old else {})
-        wanted = [applicable(spec.variant, defaults, {})]
+        # keyed by the options that differ from the constructor's: what decides the module
+        wanted = [{}]
         if any(spec is s for s in specs):
             wanted.append(applicable(spec.variant, defaults, options))
         for opts in wanted:
-            k = options_key(opts)
+            k = options_key(changed(defaults, opts))
             if k not in entry.forms:
                 def count(n, m, spec=spec, opts=opts):
                     return count_unique(build_layers(spec, [(n, m)], opts))
