@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rnnbench.cells.registry import CellSpec
-from rnnbench.case import layer_sizes  # noqa: F401 - where callers have long found it
+from rnnbench.case import layer_sizes
 from rnnbench.errors import SizeError
 
 State = tuple[torch.Tensor, ...]

@@ -17,7 +17,7 @@ from rnnbench.cells.connections import IHC_GAMMA_INPUTS
 from rnnbench.cells.registry import CellSpec
 from rnnbench.errors import RnnbenchError
 from rnnbench.results import Row
-from rnnbench.runner import layer_sizes
+from rnnbench.case import layer_sizes
 
 
 def _storage_id(p: torch.Tensor) -> int:

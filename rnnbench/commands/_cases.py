@@ -18,7 +18,7 @@ def make_cases(bench: str, *, cell: str, variant: str, irc: bool, ihc: bool, for
     # torch-heavy: imported when cases are made, not when the CLI starts
     from rnnbench.backends import folds_for
     from rnnbench.bench.params import applicable_options, changed_options
-    from rnnbench.runner import layer_sizes
+    from rnnbench.case import layer_sizes
 
     require_positive(("--batch", batch), ("--seq-len", seq_len), ("--input-size", input_size))
     hs = hidden_sizes_option(hidden_size, layers)
