@@ -435,18 +435,29 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
         use_fold = _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal)
     else:
         use_fold = parse_fold(fold) == "on"          # refused by the recurrence: IHC never folds
-    wx = linear(x, cell.W)                    # hoisted: every gate's input part and the candidate
-    rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl)
+    # the C++ backend's products are its own (rnnbench/csrc/products.cpp), outside the loop too,
+    # and from a few rows of batch up its loop computes the input products itself (wx = None)
+    lin, mm = (fused_cpp.linear, fused_cpp.matmul) if impl == "cpp" else (linear, None)
+    in_loop = impl == "cpp" and fused_cpp.inputs_in_loop(B)
+    # hoisted: every gate's input part and the candidate, one product for the whole sequence
+    wx = None if in_loop else lin(x, cell.W)
+    rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl, matmul=mm,
+                                       linear=lin)
     h0 = state[0]
     c0 = state[1] if fam.has_c else None
     if impl in ("triton", "cpp"):
-        wx, x = wx.contiguous(), x.contiguous()
+        wx = wx.contiguous() if wx is not None else None
+        x = x.contiguous()
         params = tuple(p.contiguous() for p in params)
     # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
     store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
-    Recurrence = fused_cpp.CppRecurrence if impl == "cpp" else RegulatedRecurrence
-    out, cT = Recurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(), *params)
+    if impl == "cpp":
+        out, cT = fused_cpp.CppRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
+                                                cell.W if in_loop else None, *params)
+    else:
+        out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
+                                            *params)
     finals = (out[-1], cT) if fam.has_c else (out[-1],)
     return cell.finish(out), finals
 

@@ -44,9 +44,11 @@ from rnnbench.cells.family import Family
 from rnnbench.cells.registry import declared_families
 from rnnbench.errors import ConfigError
 
-__all__ = ["available", "load", "generate_source", "CppRecurrence", "build_seconds", "runs"]
+__all__ = ["available", "load", "generate_source", "CppRecurrence", "build_seconds", "runs", "matmul",
+           "linear", "mm", "team", "inputs_in_loop"]
 
 SOURCE = Path(__file__).with_name("csrc") / "irc_loop.cpp"
+PRODUCTS = Path(__file__).with_name("csrc") / "products.cpp"   # compiled first, in the same unit
 MARKER = "// @FAMILIES@"
 DTYPES = (torch.float32, torch.float64)
 # the C++ recurrence kinds (enum Mix in irc_loop.cpp)
@@ -94,7 +96,7 @@ def generate_source(families: tuple[Family, ...] | None = None) -> str:
     text = SOURCE.read_text(encoding="utf-8")
     if MARKER not in text:  # pragma: no cover - a broken checkout
         raise ValueError(f"{SOURCE} lacks its {MARKER} line")
-    return text.replace(MARKER, "\n".join(parts), 1)
+    return PRODUCTS.read_text(encoding="utf-8") + "\n" + text.replace(MARKER, "\n".join(parts), 1)
 
 
 def _one_line(e: BaseException) -> str:
@@ -118,8 +120,11 @@ def _build(families: tuple[Family, ...]) -> tuple[object, str]:
         src = generate_source(families)
         name = "rnnbench_irc_loop_" + hashlib.sha256(src.encode()).hexdigest()[:16]
         t0 = time.perf_counter()
-        module = cpp_extension.load_inline(name=name, cpp_sources=[src], extra_cflags=["-O3"],
-                                           verbose=False)
+        # -ffp-contract=fast: ISO C++ mode would forbid the fused multiply-adds the product tiles
+        # are written for; OpenMP for the loops' thread team (the libgomp torch itself loads)
+        module = cpp_extension.load_inline(
+            name=name, cpp_sources=[src], extra_cflags=["-O3", "-ffp-contract=fast", "-fopenmp"],
+            extra_ldflags=["-fopenmp"], verbose=False)
         build_seconds = time.perf_counter() - t0
     except Exception as e:  # a failed build of any kind means: keep the torch loop
         return None, f"building the C++ loop failed: {_one_line(e)}"
@@ -159,6 +164,72 @@ def runs(device, dtype) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Products (rnnbench/csrc/products.cpp) and the loops' thread team
+# ---------------------------------------------------------------------------------------------------
+
+# The hidden units a loop thread owns come in multiples of GRAIN (a whole vector of float32); below
+# MIN_STEP_WORK multiply-adds per step one thread runs the loop alone: a step that small takes
+# about as long as the team's meeting point. Tests lower both to reach every partition on tiny sizes.
+GRAIN = 16
+MIN_STEP_WORK = 1 << 15
+
+
+# From this batch size up the loop computes the input products x_t Wᵀ itself, step by step, and
+# their share of dL/dx in the reverse loop (each thread's columns while its cache holds them;
+# measured in docs/kernels.md); below it one product over the whole sequence comes before the loop,
+# where its weights would otherwise crowd R out of a thread's cache every step.
+IN_LOOP_MIN_BATCH = 8
+
+
+def inputs_in_loop(batch: int) -> bool:
+    """Whether the C++ loop computes the layer's input products itself (see IN_LOOP_MIN_BATCH)."""
+    return batch >= IN_LOOP_MIN_BATCH
+
+
+def team(step_work: int) -> tuple[int, int]:
+    """(threads, grain) for a loop whose step costs `step_work` multiply-adds: torch's thread
+    count (`torch.set_num_threads`, rnnbench's --threads), or one thread for a tiny step."""
+    threads = torch.get_num_threads() if step_work >= MIN_STEP_WORK else 1
+    return threads, GRAIN
+
+
+def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+       accumulate: bool = False) -> torch.Tensor:
+    """a @ b (2-D, any strides: a transposed view costs nothing) by the extension's product, into
+    `out` (contiguous rows; added to it with accumulate) or a new tensor. No autograd."""
+    c = a.new_empty(a.shape[0], b.shape[1]) if out is None else out
+    load().mm(a, b, c, accumulate, torch.get_num_threads())
+    return c
+
+
+class _Matmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return mm(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        da = mm(g, b.t()) if ctx.needs_input_grad[0] else None
+        db = mm(a.t(), g) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for 2-D tensors with autograd, both directions by the extension's product."""
+    return _Matmul.apply(a, b)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """rnnbench.cells.base.linear (x @ weight.T + bias over any leading dimensions) by :func:`matmul`."""
+    y = matmul(x.reshape(-1, x.shape[-1]), weight.t())
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------------
 # The autograd Function
 # ---------------------------------------------------------------------------------------------------
 
@@ -187,40 +258,58 @@ def _operands(rec, params):
 
 
 class CppRecurrence(torch.autograd.Function):
-    """rnnbench.fused.RegulatedRecurrence with C++ loops; the same apply() arguments and results.
+    """rnnbench.fused.RegulatedRecurrence with C++ loops: the same apply() arguments and results,
+    with one more before the recurrence's parameters, W.
 
-    Saves wx, x, h0, the h and c sequences and every step's gates (when a backward will come).
+    wx given (W None): the hoisted input products come computed, as in the torch impl. wx None,
+    W the layer's stacked input weight ((G+1)·M × N): the loop computes x_t Wᵀ step by step, and
+    its reverse loop dL/dx_t's share from them (see :func:`inputs_in_loop`); the backward returns
+    dL/dW itself. Saves wx, x, h0, the h and c sequences and every step's gates (when a backward
+    will come).
     """
 
     @staticmethod
-    def forward(ctx, fam, rec, impl, store, wx, x, h0, c0, beta, *params):
+    def forward(ctx, fam, rec, impl, store, wx, x, h0, c0, beta, W, *params):
         from rnnbench.fused import _new
 
-        if not runs(wx.device, wx.dtype):
+        if not runs(x.device, x.dtype):
             raise ConfigError(f"the C++ loop runs float32 and float64 on a CPU, got "
-                              f"{str(wx.dtype).removeprefix('torch.')} on {wx.device}")
+                              f"{str(x.dtype).removeprefix('torch.')} on {x.device}")
         ext = load()
         if ext is None:
             raise ConfigError(f"the C++ loop is unavailable: {_state[1]}")
-        T, B, _ = wx.shape
+        T, B, N = x.shape
         M, G = rec.M, rec.G
-        wx, x, h0 = wx.contiguous(), x.contiguous(), h0.contiguous()
+        x, h0 = x.contiguous(), h0.contiguous()
+        e = _empty(x)
+        # store: a backward will come (fused_layer's word); without one, gates and the loop-made wx
+        # are one step's scratch
+        keep = T if store and any(ctx.needs_input_grad) else 1
+        if wx is None:
+            W = W.contiguous()
+            wx = _new(x, keep, B, W.shape[0])     # the loop fills it step by step
+        else:
+            wx = wx.contiguous()
         out = _new(wx, T, B, M)
-        C = _empty(wx)
+        C = e
         if fam.has_c:
             C = _new(wx, T + 1, B, M)
             C[0] = c0
-        grads = any(ctx.needs_input_grad)
-        S = _new(wx, T if grads else 1, B, G * M)
+        S = _new(wx, keep, B, G * M)
         mix, W1, V, vec, hg = _operands(rec, params)
         b = float(beta) if beta is not None else 0.0
-        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg)
+        K1 = M if mix == FOLDED else N
+        step_work = B * (G * M * K1 + (V.shape[0] * M if V.numel() else 0)
+                         + (W.shape[0] * N if W is not None else 0))
+        ctx.team = team(step_work)
+        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg,
+                    e if W is None else W, *ctx.team)
         cT = C[T].clone() if fam.has_c else out.new_zeros(0)
         if not fam.has_c:
             ctx.mark_non_differentiable(cT)
         ctx.fam, ctx.rec, ctx.mix = fam, rec, mix
         ctx.has_c0 = c0 is not None
-        ctx.save_for_backward(wx, x, h0, out, C if fam.has_c else None, beta, S, *params)
+        ctx.save_for_backward(wx, x, h0, out, C if fam.has_c else None, beta, S, W, *params)
         return out, cT
 
     @staticmethod
@@ -228,16 +317,18 @@ class CppRecurrence(torch.autograd.Function):
         from rnnbench.fused import _new
 
         fam, rec, mix = ctx.fam, ctx.rec, ctx.mix
-        wx, x, h0, out, C, beta, S, *params = ctx.saved_tensors
+        wx, x, h0, out, C, beta, S, W, *params = ctx.saved_tensors
         T, B, W1w = wx.shape
         M, G, N = rec.M, rec.G, x.shape[2]
         GM = G * M
         needs = ctx.needs_input_grad
+        NP = 10          # where the recurrence's parameters start among apply()'s arguments
         dout = torch.zeros_like(out) if dout is None else dout.contiguous()
         e = _empty(wx)
         dcT = (torch.zeros_like(h0) if dcT is None else dcT.contiguous()) if fam.has_c else e
         dWX = _new(wx, T, B, W1w)
         dx_direct = _new(wx, T, B, N) if fam.reads_x else e
+        dx_in = _new(wx, T, B, N) if W is not None and needs[5] else e
         dh0 = torch.empty_like(h0)
         dc0 = torch.empty_like(h0) if fam.has_c else e
         _, W1, V, _, _ = _operands(rec, params)
@@ -260,17 +351,21 @@ class CppRecurrence(torch.autograd.Function):
                 c3 = (rec.g * params[1]).reshape(T, B, N).contiguous()
         b = float(beta) if beta is not None else 0.0
         dbeta_sum = load().backward(fam.name, mix, wx, x, h0, out, C if C is not None else e, S, b,
-                                    dout, dcT, dWX, dx_direct, dh0, dc0, W1, V, DD, c1, c2, c3)
+                                    dout, dcT, dWX, dx_direct, dh0, dc0, W1, V, DD, c1, c2, c3,
+                                    e if W is None else W, dx_in, *ctx.team)
         dP2d = dWX[..., :GM].reshape(T * B, GM)
-        dx = dx_direct if fam.reads_x else None
+        dx = [d for d in (dx_direct, dx_in) if d.numel()]
         if mix == FOLDED:
-            dparams = (dP2d.t() @ Hp2d if needs[9] else None,)
+            dparams = (mm(dP2d.t(), Hp2d) if needs[NP] else None,)
         else:
-            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[9:])
+            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[NP:])
             rec.release()
             if dx_rec is not None:
-                dx = dx_rec if dx is None else dx + dx_rec
-        if not needs[5]:
-            dx = None
+                dx.append(dx_rec)
+        dx = (dx[0] if len(dx) == 1 else sum(dx[1:], dx[0])) if dx and needs[5] else None
+        dW = None
+        if W is not None and needs[9]:
+            dW = mm(dWX.reshape(T * B, W1w).t(), x.reshape(T * B, N))
         dbeta = torch.full((1,), dbeta_sum, dtype=wx.dtype) if fam.has_beta else None
-        return (None, None, None, None, dWX, dx, dh0, dc0 if ctx.has_c0 else None, dbeta, *dparams)
+        return (None, None, None, None, None if W is not None else dWX, dx, dh0,
+                dc0 if ctx.has_c0 else None, dbeta, dW, *dparams)

@@ -32,6 +32,8 @@ class Recurrence:
 
     n_params = 0
     name = ""
+    # the products of intermediates() and grads(); the C++ backend sets its own (fused_cpp.matmul)
+    mm = staticmethod(torch.matmul)
 
     def __init__(self, G: int, N: int, M: int):
         self.G, self.N, self.M = G, N, M
@@ -39,7 +41,7 @@ class Recurrence:
     def bind(self, gx, x, params):
         self.gx, self.x, self.params = gx, x, params
 
-    _config = ("G", "N", "M", "diagonal", "gamma_input")
+    _config = ("G", "N", "M", "diagonal", "gamma_input", "mm")
 
     def release(self):
         """Drop the tensors bound for one pass, keep the configuration."""
@@ -71,7 +73,7 @@ class Folded(Recurrence):
         torch.addmm(base, dP, self.R, out=out)
 
     def grads(self, dP2d, Hp2d, needs):
-        return (dP2d.t() @ Hp2d if needs[0] else None,), None, None
+        return (self.mm(dP2d.t(), Hp2d) if needs[0] else None,), None, None
 
 
 class Unfolded(Recurrence):
@@ -88,7 +90,7 @@ class Unfolded(Recurrence):
         torch.addmm(self.gx[t], d, self.Wg.t(), out=out)
 
     def intermediates(self, Hp2d):
-        self.FB = Hp2d @ self.UV.t()
+        self.FB = self.mm(Hp2d, self.UV.t())
         self.D = self.FB * self.alpha
 
     def recompute(self, Hp2d, gx2d):
@@ -104,9 +106,9 @@ class Unfolded(Recurrence):
 
     def grads(self, dP2d, Hp2d, needs):
         DD = self.DD.reshape(-1, self.N)
-        dWg = dP2d.t() @ self.D if needs[0] else None
+        dWg = self.mm(dP2d.t(), self.D) if needs[0] else None
         dalpha = (DD * self.FB).sum(0) if needs[1] else None
-        dUV = (DD * self.alpha).t() @ Hp2d if needs[2] else None
+        dUV = self.mm((DD * self.alpha).t(), Hp2d) if needs[2] else None
         return (dWg, dalpha, dUV), None, None
 
 
@@ -136,7 +138,7 @@ class UnfoldedDiag(Recurrence):
         torch.addcmul(base, dd, self.s, out=out)
 
     def grads(self, dP2d, Hp2d, needs):
-        dWg = dP2d.t() @ self.D if needs[0] else None
+        dWg = self.mm(dP2d.t(), self.D) if needs[0] else None
         ds = (self.DD.reshape(-1, self.N) * Hp2d).sum(0) if needs[1] else None
         return (dWg, ds), None, None
 
@@ -161,7 +163,7 @@ class IHC(Recurrence):
             self.V = torch.cat((self.fbw, self.Gamma), 0)   # (2N, M)
 
     def _feedback(self, h):
-        return h * self.fbw if self.diagonal else h @ self.fbw.t()
+        return h * self.fbw if self.diagonal else self.mm(h, self.fbw.t())
 
     def step(self, t, h, out):
         N = self.N
@@ -180,7 +182,7 @@ class IHC(Recurrence):
         N = self.N
         hg2d, x2d = self.hg.reshape(-1, N), self.x.reshape(-1, N)
         if self.stacked:
-            Y = Hp2d @ self.V.t()
+            Y = self.mm(Hp2d, self.V.t())
             FB, GP = Y[:, :N], Y[:, N:] + hg2d
         else:
             FB = self._feedback(Hp2d)
@@ -229,12 +231,12 @@ class IHC(Recurrence):
         dFB = DD * self.g
         if self.gamma_input == "feedback":
             dFB = dFB.addmm(dGP, self.Gamma)
-        dWg = dP2d.t() @ self.D if needs[0] else None
+        dWg = self.mm(dP2d.t(), self.D) if needs[0] else None
         if needs[1]:
-            dfbw = (dFB * Hp2d).sum(0) if self.diagonal else dFB.t() @ Hp2d
+            dfbw = (dFB * Hp2d).sum(0) if self.diagonal else self.mm(dFB.t(), Hp2d)
         else:
             dfbw = None
-        dGamma = dGP.t() @ (Hp2d if self.gamma_input == "h" else self.FB) if needs[2] else None
+        dGamma = self.mm(dGP.t(), Hp2d if self.gamma_input == "h" else self.FB) if needs[2] else None
         dhg = dGP.view(self.hg.shape) if needs[3] else None
         dx = -(DD * self.g).view(self.x.shape)
         return (dWg, dfbw, dGamma, dhg), dx, None
@@ -256,9 +258,21 @@ def kernel_operands(rec: Recurrence, params) -> dict:
     return dict(Wg=Wg, UV=fbw, Gam=Gamma, hg=hg)
 
 
-def for_cell(cell, wx, x, *, use_fold: bool, impl: str) -> tuple[Recurrence, tuple]:
+def for_cell(cell, wx, x, *, use_fold: bool, impl: str, matmul=None, linear=linear
+             ) -> tuple[Recurrence, tuple]:
     """The recurrence of one IRC/IHC layer and its parameters (differentiable tensors, formed once
-    per forward so autograd carries their gradients back to the cell's own parameters)."""
+    per forward so autograd carries their gradients back to the cell's own parameters).
+
+    matmul, linear: the products to use (torch's by default; the C++ backend passes its own), for
+    the parameters formed here and, matmul, for the recurrence's own products after the loop."""
+    rec, params = _for_cell(cell, x, use_fold=use_fold, impl=impl, matmul=matmul or torch.matmul,
+                            linear=linear)
+    if matmul is not None:
+        rec.mm = matmul
+    return rec, params
+
+
+def _for_cell(cell, x, *, use_fold, impl, matmul, linear):
     conn, G = cell.connection, len(cell.gates)
     N, M = x.shape[-1], cell.hidden_size
     Wg = cell.W[:G * M]
@@ -268,7 +282,7 @@ def for_cell(cell, wx, x, *, use_fold: bool, impl: str) -> tuple[Recurrence, tup
             s = alpha * torch.tanh(conn.theta_omega)
             return (Folded(G, N, M), (Wg * s,)) if use_fold else (UnfoldedDiag(G, N, M), (Wg, s))
         if use_fold:
-            return Folded(G, N, M), ((Wg * alpha) @ conn.U_V,)          # R = W_g diag(α) U_V
+            return Folded(G, N, M), (matmul(Wg * alpha, conn.U_V),)     # R = W_g diag(α) U_V
         return Unfolded(G, N, M), (Wg, alpha, conn.U_V)
     if use_fold:
         raise ConfigError("IHC cannot be folded: its gate g depends on h_{t-1} through Γ")
@@ -278,6 +292,6 @@ def for_cell(cell, wx, x, *, use_fold: bool, impl: str) -> tuple[Recurrence, tup
     if impl in ("triton", "cpp") and gamma_input == "feedback":
         # Γ·(U_V h) = (Γ U_V) h: formed once here, so that every product in the kernels' and the
         # C++ loops takes h; autograd carries dΓ' back to Γ and U_V (θ_ω)
-        Gamma = Gamma * fbw if conn.diagonal else Gamma @ fbw
+        Gamma = Gamma * fbw if conn.diagonal else matmul(Gamma, fbw)
         gamma_input = "h"
     return IHC(G, N, M, diagonal=conn.diagonal, gamma_input=gamma_input), (Wg, fbw, Gamma, hg)

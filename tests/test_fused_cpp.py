@@ -123,6 +123,121 @@ def test_cpp_gradcheck(cpp, family, variant):
     assert torch.autograd.gradcheck(f, (x, *stack.parameters()), eps=1e-6, atol=1e-7)
 
 
+# -- the thread team and the products (rnnbench/csrc/products.cpp) -----------------------------------
+# The sizes above run the loops on one thread (a step under fused_cpp.MIN_STEP_WORK) with the
+# hoisted input products (B < IN_LOOP_MIN_BATCH). These lower both and raise the thread count, so
+# that every partition of the hidden units is reached on small sizes: one unit per grain and three
+# threads (some owning nothing at M = 5), the input products in the loop or hoisted.
+TEAMS = [(1, 1, 3), (2, 1, 2), (16, 10**9, 3)]
+
+
+@pytest.fixture(params=TEAMS, ids=["grain1-inloop-3", "grain2-inloop-2", "grain16-hoisted-3"])
+def team(request, monkeypatch):
+    grain, in_loop_from, threads = request.param
+    monkeypatch.setattr(fused_cpp, "GRAIN", grain)
+    monkeypatch.setattr(fused_cpp, "MIN_STEP_WORK", 0)
+    monkeypatch.setattr(fused_cpp, "IN_LOOP_MIN_BATCH", in_loop_from)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant,fold", PATHS)
+@pytest.mark.parametrize("family", FAMS)
+def test_cpp_thread_teams_match_eager(cpp, poison, team, family, variant, fold):
+    stack, N = _build(family, variant, torch.float64)
+    x = torch.randn(4, 5, N, dtype=torch.float64)
+    state = _state(stack, 5, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
+
+
+@pytest.mark.parametrize("family,variant,fold", [("lstm", "irc", "on"), ("gru", "irc", "off"),
+                                                 ("sru", "ihc", "auto")])
+def test_cpp_inference_matches_eager(cpp, team, family, variant, fold):
+    # without a backward the gates and a loop-made wx are one step's scratch
+    stack, N = _build(family, variant, torch.float64)
+    x = torch.randn(6, 5, N, dtype=torch.float64)
+    with torch.inference_mode():
+        out, finals = fused_forward(stack, x, fold=fold, impl="cpp")
+        ref, ref_finals = stack(x)
+    assert (out - ref).abs().max() < 1e-10
+    for got, want in zip(finals, ref_finals):
+        for g, w in zip(got, want):
+            assert (g - w).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("B", [12, 13])
+def test_cpp_whole_register_tiles_match_eager(cpp, poison, monkeypatch, B):
+    # M = 40 in float64 (8 lanes, 32-column panels) on two threads of 16-unit grains: a whole
+    # panel and an edge one per gate; 12 and 13 rows: whole 6-row tiles and uneven ones
+    monkeypatch.setattr(fused_cpp, "MIN_STEP_WORK", 0)
+    monkeypatch.setattr(fused_cpp, "IN_LOOP_MIN_BATCH", 1)
+    stack = perturbed_stack(get("lstm", "irc"), 40, [40], torch.float64)
+    x = torch.randn(3, B, 40, dtype=torch.float64)
+    state = _state(stack, B, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    for fold in ("on", "off"):
+        _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
+
+
+def test_cpp_result_does_not_depend_on_the_thread_count(cpp, monkeypatch):
+    # each element is summed by one thread in one order, whatever the team's size
+    monkeypatch.setattr(fused_cpp, "MIN_STEP_WORK", 0)
+    monkeypatch.setattr(fused_cpp, "IN_LOOP_MIN_BATCH", 1)
+    monkeypatch.setattr(fused_cpp, "GRAIN", 2)
+    stack = perturbed_stack(get("lstm", "irc"), 24, [24], torch.float32)
+    x = torch.randn(5, 9, 24)
+    state = _state(stack, 9, torch.float32)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            runs.append(run_with_grads(stack, x, state, _cpp("on")))
+    finally:
+        torch.set_num_threads(before)
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k
+
+
+MM_SHAPES = [(1, 1, 1), (7, 300, 70), (13, 5, 1100), (130, 257, 65), (40, 300, 1100)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-13)])
+@pytest.mark.parametrize("m,k,n", MM_SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_cpp_product_matches_torch(cpp, dtype, tol, m, k, n, ta, tb):
+    # edge rows and columns of the register tile, more than one block of k (256), of columns
+    # (1024) and of rows (120), and above a million multiply-adds the split between threads
+    g = torch.Generator().manual_seed(m * k + n)
+    a = torch.randn(k, m, generator=g, dtype=dtype).t() if ta else torch.randn(m, k, generator=g, dtype=dtype)
+    b = torch.randn(n, k, generator=g, dtype=dtype).t() if tb else torch.randn(k, n, generator=g, dtype=dtype)
+    want = a.double() @ b.double()
+    scale = want.abs().max().clamp_min(1.0)
+    assert ((fused_cpp.mm(a, b).double() - want).abs().max() / scale) < tol
+    c = torch.randn(m, n, generator=g, dtype=dtype)
+    c2 = c.clone()
+    fused_cpp.mm(a, b, out=c2, accumulate=True)
+    assert ((c2.double() - c.double() - want).abs().max() / scale) < tol
+    if k:  # the autograd product: both gradients
+        a1, b1 = a.detach().requires_grad_(), b.detach().requires_grad_()
+        gout = torch.randn(m, n, generator=g, dtype=dtype)
+        fused_cpp.matmul(a1, b1).backward(gout)
+        assert ((a1.grad.double() - gout.double() @ b.double().t()).abs().max() / scale) < tol * 10
+        assert ((b1.grad.double() - a.double().t() @ gout.double()).abs().max() / scale) < tol * 10
+
+
+def test_cpp_product_of_nothing(cpp):
+    c = torch.full((3, 4), 7.0)
+    fused_cpp.mm(torch.empty(3, 0), torch.empty(0, 4), out=c)
+    assert torch.equal(c, torch.zeros(3, 4))
+    c2 = torch.ones(3, 4)
+    fused_cpp.mm(torch.empty(3, 0), torch.empty(0, 4), out=c2, accumulate=True)
+    assert torch.equal(c2, torch.ones(3, 4))
+
+
 def test_every_family_has_a_cpp_update(cpp):
     src = fused_cpp.generate_source()
     for name in FAMS:
