@@ -202,15 +202,15 @@ def test_cpp_result_does_not_depend_on_the_thread_count(cpp, monkeypatch):
         assert torch.equal(runs[0][k], runs[1][k]), k
 
 
-MM_SHAPES = [(1, 1, 1), (7, 300, 70), (13, 5, 1100), (130, 257, 65), (40, 300, 1100)]
+MM_SHAPES = [(1, 1, 1), (7, 600, 70), (13, 5, 1100), (130, 257, 65), (40, 600, 1100)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-13)])
 @pytest.mark.parametrize("m,k,n", MM_SHAPES)
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 def test_cpp_product_matches_torch(cpp, dtype, tol, m, k, n, ta, tb):
-    # edge rows and columns of the register tile, more than one block of k (256), of columns
-    # (1024) and of rows (120), and above a million multiply-adds the split between threads
+    # edge rows and columns of the register tile, more than one block of k (512), of columns
+    # (1024) and of rows (96), and above a million multiply-adds the split between threads
     g = torch.Generator().manual_seed(m * k + n)
     a = torch.randn(k, m, generator=g, dtype=dtype).t() if ta else torch.randn(m, k, generator=g, dtype=dtype)
     b = torch.randn(n, k, generator=g, dtype=dtype).t() if tb else torch.randn(k, n, generator=g, dtype=dtype)

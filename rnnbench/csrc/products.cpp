@@ -192,6 +192,13 @@ static void pack_a(int64_t mc, int64_t kc, const T* A, int64_t ars, int64_t acs,
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     const int64_t h = std::min<int64_t>(MR, mc - i0);
     T* o = out + i0 * kc;
+    if (ars == 1) {  // A transposed (a δᵀ or dWXᵀ view): a tile's rows are adjacent for each k
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* src = A + k * acs + i0;
+        for (int64_t i = 0; i < MR; ++i) o[k * MR + i] = i < h ? src[i] : T(0);
+      }
+      continue;
+    }
     for (int64_t i = 0; i < MR; ++i) {
       if (i >= h) { for (int64_t k = 0; k < kc; ++k) o[k * MR + i] = T(0); continue; }
       const T* src = A + (i0 + i) * ars;
@@ -202,7 +209,7 @@ static void pack_a(int64_t mc, int64_t kc, const T* A, int64_t ars, int64_t acs,
 
 // The blocking of the general product: a B block of KC × NC (a stream of NR-wide panels from L2)
 // against A blocks of MC × KC (in L2, one MR tile in L1 per step of the inner loop).
-constexpr int64_t KC = 256, MC = 120, NC = 1024;
+constexpr int64_t KC = 512, MC = 96, NC = 1024;
 
 // C[m0:m1, n0:n1] = [C +] A · B, one thread.
 template <typename T>
@@ -281,7 +288,9 @@ struct Panels {
     pack_b(K, w, B + c0 * bcs, brs, bcs, data.data() + off);
     ranges.push_back({c0, w, off});
   }
-  // C[:, ranges] = [C +] A · B[:, ranges] for A's `rows` rows (row stride lda, K wide)
+  // C[:, ranges] = [C +] A · B[:, ranges] for A's `rows` rows (row stride lda, K wide). Each panel
+  // streams from L2 once per tile of rows; doing the tiles chunk by chunk of k, to reuse a chunk
+  // from L1, measured slower (docs/kernels.md).
   void product(int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc, bool acc) const {
     for (const Range& r : ranges)
       for (int64_t j = 0; j < r.w; j += nr<T>())
