@@ -193,10 +193,11 @@ static void pack_a(int64_t mc, int64_t kc, const T* A, int64_t ars, int64_t acs,
     const int64_t h = std::min<int64_t>(MR, mc - i0);
     T* o = out + i0 * kc;
     if (ars == 1) {  // A transposed (a δᵀ or dWXᵀ view): a tile's rows are adjacent for each k
-      for (int64_t k = 0; k < kc; ++k) {
-        const T* src = A + k * acs + i0;
-        for (int64_t i = 0; i < MR; ++i) o[k * MR + i] = i < h ? src[i] : T(0);
-      }
+      if (h == MR)
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(o + k * MR, A + k * acs + i0, MR * sizeof(T));
+      else
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = 0; i < MR; ++i) o[k * MR + i] = i < h ? A[k * acs + i0 + i] : T(0);
       continue;
     }
     for (int64_t i = 0; i < MR; ++i) {
@@ -226,6 +227,12 @@ static void gemm_part(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
       const bool a_acc = acc || pc > 0;
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min(MC, m1 - ic);
+        if (acs == 1) {  // rows of A are contiguous in k: read them in place, as the loops do
+          for (int64_t jr = 0; jr < nc; jr += NR)
+            rows_times_panel(mc, kc, A + ic * ars + pc, ars, bp.data() + jr * kc,
+                             C + ic * ldc + jc + jr, ldc, std::min(NR, nc - jr), a_acc);
+          continue;
+        }
         pack_a(mc, kc, A + ic * ars + pc * acs, ars, acs, ap.data());
         for (int64_t jr = 0; jr < nc; jr += NR)
           block_times_panel(mc, kc, ap.data(), bp.data() + jr * kc, C + ic * ldc + jc + jr, ldc,
