@@ -292,8 +292,8 @@ class RegulatedRecurrence(torch.autograd.Function):
 # Cost model, support, the layer and stack entry points
 # ---------------------------------------------------------------------------------------------------
 
-def fold_costs(n_gates: int, N: int, M: int, *, tokens: int | None = None, diagonal: bool = False
-               ) -> tuple[float, float]:
+def fold_costs(n_gates: int, N: int, M: int, *, tokens: int | None = None, diagonal: bool = False,
+               backward: bool = True, merged: bool = False) -> tuple[float, float]:
     """Multiply-adds of one training step (fwd + bwd) of the recurrence, (folded, unfolded).
 
     Per token (one batch row, one step) each way does four products of the same shape: the forward
@@ -306,20 +306,28 @@ def fold_costs(n_gates: int, N: int, M: int, *, tokens: int | None = None, diago
     Only products are counted. With diagonal feedback (N = M) there is no M × N product either way:
     folding scales W_g once (elementwise) where the unfolded loop scales h every step (elementwise),
     so both ways cost the same and the tie folds.
+
+    backward=False: a forward alone (one product of each shape per token; forming R only).
+    merged=True: the C++ loop with its input products in the loop (rnnbench/fused_cpp.py), whose
+    unfolded step multiplies W_g by v_t = x_t + d_t: per token it saves the N × G·M product of x_t
+    in the forward and, with a backward, the one of dW_g (δᵀ v as one product, not δᵀ x and δᵀ d).
     """
     G = n_gates
     if diagonal:
         per_fold, per_unfold, once = G * M * M, G * M * N, 0
     else:
         per_fold, per_unfold, once = G * M * M, M * N + N * G * M, 3 * G * M * M * N
+    steps = 4.0 if backward else 1.0
+    if not backward:
+        once //= 3
     n = tokens if tokens is not None else 1
-    folded = 4.0 * n * per_fold + (once if tokens is not None else 0.0)
-    unfolded = 4.0 * n * per_unfold
+    folded = steps * n * per_fold + (once if tokens is not None else 0.0)
+    unfolded = steps * n * per_unfold - ((2.0 if backward else 1.0) * n * G * M * N if merged else 0.0)
     return folded, unfolded
 
 
 def choose_fold(n_gates: int, N: int, M: int, *, tokens: int | None = None,
-                diagonal: bool = False) -> bool:
+                diagonal: bool = False, backward: bool = True, merged: bool = False) -> bool:
     """Fold R = W_g·diag(α)·U_V when it costs fewer multiply-adds (see :func:`fold_costs`).
 
     In the long-sequence limit, folding wins when G·M² < (G+1)·N·M, i.e. M < (1 + 1/G)·N:
@@ -327,7 +335,8 @@ def choose_fold(n_gates: int, N: int, M: int, *, tokens: int | None = None,
     With diagonal feedback (SRU, T-LSTM; N = M) the step costs the same either way and folding just
     merges the scale into W_g, so it is chosen (ties fold).
     """
-    folded, unfolded = fold_costs(n_gates, N, M, tokens=tokens, diagonal=diagonal)
+    folded, unfolded = fold_costs(n_gates, N, M, tokens=tokens, diagonal=diagonal,
+                                  backward=backward, merged=merged)
     return folded <= unfolded
 
 
@@ -389,10 +398,11 @@ def parse_fold(fold) -> str:
     return word
 
 
-def _resolve_fold(fold, G, N, M, tokens, diagonal) -> bool:
+def _resolve_fold(fold, G, N, M, tokens, diagonal, backward=True, merged=False) -> bool:
     fold = parse_fold(fold)
     if fold == "auto":
-        return choose_fold(G, N, M, tokens=tokens, diagonal=diagonal)
+        return choose_fold(G, N, M, tokens=tokens, diagonal=diagonal, backward=backward,
+                           merged=merged)
     return fold == "on"
 
 
@@ -431,27 +441,30 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     fam = cell.family
     T, B, N = x.shape
     conn = cell.connection
-    if conn.kind == "irc":
-        use_fold = _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal)
-    else:
-        use_fold = parse_fold(fold) == "on"          # refused by the recurrence: IHC never folds
+    h0 = state[0]
+    # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
+    store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
+        x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
     # the C++ backend's products are its own (rnnbench/csrc/products.cpp), outside the loop too,
-    # and from a few rows of batch up its loop computes the input products itself (wx = None)
+    # and from a few rows of batch up its loop computes the input products itself (wx = None),
+    # which changes what folding saves (fold_costs: merged); the torch and Triton loops keep the
+    # training step's count
     lin, mm = (fused_cpp.linear, fused_cpp.matmul) if impl == "cpp" else (linear, None)
     in_loop = impl == "cpp" and fused_cpp.inputs_in_loop(B)
+    if conn.kind == "irc":
+        use_fold = _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal,
+                                 backward=store or not in_loop, merged=in_loop)
+    else:
+        use_fold = parse_fold(fold) == "on"          # refused by the recurrence: IHC never folds
     # hoisted: every gate's input part and the candidate, one product for the whole sequence
     wx = None if in_loop else lin(x, cell.W)
     rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl, matmul=mm,
                                        linear=lin)
-    h0 = state[0]
     c0 = state[1] if fam.has_c else None
     if impl in ("triton", "cpp"):
         wx = wx.contiguous() if wx is not None else None
         x = x.contiguous()
         params = tuple(p.contiguous() for p in params)
-    # without a backward to come (inference, no_grad) the gates are scratch, as in the plain loop
-    store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
-        x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
     if impl == "cpp":
         out, cT = fused_cpp.CppRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
                                                 cell.W if in_loop else None, *params)

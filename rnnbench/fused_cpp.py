@@ -1,11 +1,15 @@
 """The `fused-cpp` backend: rnnbench/fused.py's IRC/IHC algorithm with its time loops in C++.
 
-The hoisting, folding and parameter gradients stay as rnnbench/fused.py does them (autograd around
-one autograd Function per layer, the products' parameters from rnnbench/recurrences.py); this
-module replaces that Function's two Python loops, the forward and the hand-written reverse loop, by
-one C++ call each (rnnbench/csrc/irc_loop.cpp). Per step, forward: one product into a preallocated
-gate buffer, then one pass that applies σ and the family's update; backward: one pass for the
-family's derivative, then one product. Nothing is allocated per step. The gates are always kept
+Folding and the recurrences' parameter gradients stay as rnnbench/fused.py does them (autograd
+around one autograd Function per layer, the products' parameters from rnnbench/recurrences.py), with
+every product done by the extension's own GEMM (rnnbench/csrc/products.cpp: :func:`mm`,
+:func:`matmul`, :func:`linear`). This module replaces that Function's two Python loops, the forward
+and the hand-written reverse loop, by one C++ call each (rnnbench/csrc/irc_loop.cpp), which runs the
+whole sequence on one team of threads: each thread owns a range of hidden units and every gate of
+them, packs its columns of the weights once, and per step computes its products and then applies the
+family's update (forward) or derivative (backward) to its units; the team meets once a step (twice
+for a two-product recurrence). From IN_LOOP_MIN_BATCH rows of batch up the loop also computes the
+input products x_t Wᵀ itself, step by step. Nothing is allocated per step. The gates are always kept
 for the backward (free in the loop; the torch impl's `gates="recompute"` does not apply).
 
 Each family's elementwise update is a C++ snippet at the end of its own module,
@@ -354,18 +358,27 @@ class CppRecurrence(torch.autograd.Function):
                                     dout, dcT, dWX, dx_direct, dh0, dc0, W1, V, DD, c1, c2, c3,
                                     e if W is None else W, dx_in, *ctx.team)
         dP2d = dWX[..., :GM].reshape(T * B, GM)
+        x2d = x.reshape(T * B, N)
         dx = [d for d in (dx_direct, dx_in) if d.numel()]
+        dW = None
+        merged = W is not None and mix != FOLDED
         if mix == FOLDED:
             dparams = (mm(dP2d.t(), Hp2d) if needs[NP] else None,)
         else:
-            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, needs[NP:])
+            # merged (the loop multiplied W_g by v = x + d): dW_g = δᵀ v as one product, given
+            # below with W's gradient, instead of δᵀ d here and δᵀ x there
+            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, (needs[NP] and not (merged and needs[9]),)
+                                           + tuple(needs[NP + 1:]))
+            if merged and needs[9]:
+                dW = _new(wx, W1w, N)
+                mm(dP2d.t(), x2d + rec.D, out=dW[:GM])
+                mm(dWX[..., GM:].reshape(T * B, W1w - GM).t(), x2d, out=dW[GM:])
             rec.release()
             if dx_rec is not None:
                 dx.append(dx_rec)
         dx = (dx[0] if len(dx) == 1 else sum(dx[1:], dx[0])) if dx and needs[5] else None
-        dW = None
-        if W is not None and needs[9]:
-            dW = mm(dWX.reshape(T * B, W1w).t(), x.reshape(T * B, N))
+        if W is not None and needs[9] and dW is None:
+            dW = mm(dWX.reshape(T * B, W1w).t(), x2d)
         dbeta = torch.full((1,), dbeta_sum, dtype=wx.dtype) if fam.has_beta else None
         return (None, None, None, None, None if W is not None else dWX, dx, dh0,
                 dc0 if ctx.has_c0 else None, dbeta, dW, *dparams)

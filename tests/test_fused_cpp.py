@@ -154,9 +154,11 @@ def test_cpp_thread_teams_match_eager(cpp, poison, team, family, variant, fold):
 
 
 @pytest.mark.parametrize("family,variant,fold", [("lstm", "irc", "on"), ("gru", "irc", "off"),
+                                                 ("sru", "irc", "off"), ("lstm", "ihc", "auto"),
                                                  ("sru", "ihc", "auto")])
 def test_cpp_inference_matches_eager(cpp, team, family, variant, fold):
-    # without a backward the gates and a loop-made wx are one step's scratch
+    # without a backward the gates and a loop-made wx are one step's scratch; with the input
+    # products in the loop a two-product step multiplies W_g by x_t + d_t (every kind of mix)
     stack, N = _build(family, variant, torch.float64)
     x = torch.randn(6, 5, N, dtype=torch.float64)
     with torch.inference_mode():

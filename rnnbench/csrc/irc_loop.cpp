@@ -72,9 +72,9 @@ template <typename T> struct Coef {
 struct Sizes { int64_t T, B, M, N, G, K; };
 
 // One step's elementwise pass, forward, for rows [b0, b1) and hidden units [m0, m1): gates from
-// pre-activations (P holds the recurrent part), then the family's update. P is overwritten with
-// the gates (stored for the backward).
-template <class F, typename T>
+// pre-activations (P holds the recurrent part; ADD_GX: plus wx's gate part, unless P has it
+// already), then the family's update. P is overwritten with the gates (stored for the backward).
+template <class F, typename T, bool ADD_GX>
 IRC_CLONES void fwd_elems(int64_t b0, int64_t b1, int64_t m0, int64_t m1, int64_t M, int64_t ldw,
                           T* __restrict P, const T* __restrict wx, const T* __restrict x,
                           int64_t ldx, const T* __restrict h, const T* __restrict c,
@@ -87,7 +87,7 @@ IRC_CLONES void fwd_elems(int64_t b0, int64_t b1, int64_t m0, int64_t m1, int64_
     for (int64_t m = m0; m < m1; ++m) {
       T s[G];
       for (int k = 0; k < G; ++k) {
-        s[k] = sigm(p[k * M + m] + w[k * M + m]);
+        s[k] = sigm(ADD_GX ? p[k * M + m] + w[k * M + m] : p[k * M + m]);
         p[k * M + m] = s[k];
       }
       T h_new, c_new = T(0);
@@ -140,12 +140,12 @@ IRC_CLONES double bwd_elems(int64_t b0, int64_t b1, int64_t m0, int64_t m1, int6
 
 // The two-product recurrence's N-wide d_t from h_{t-1}, columns [n0, n1) (Y = h Vᵀ done for
 // them): IRC d = α⊙(h U_Vᵀ) or s⊙h; IHC d = σ(h Γᵀ + hg_t)⊙(fb − x_t), fb = h U_Vᵀ (stacked in Y)
-// or ω⊙h.
+// or ω⊙h. plus_x: v_t = x_t + d_t instead, the cell's own input to W_g.
 template <typename T>
 IRC_CLONES void mix_elems(int mix, int64_t n0, int64_t n1, int64_t B, int64_t N,
                           const T* __restrict Y, int64_t K, const T* __restrict h,
                           const T* __restrict vec, const T* __restrict hg, const T* __restrict x,
-                          int64_t ldx, T* __restrict d) {
+                          int64_t ldx, T* __restrict d, bool plus_x) {
   for (int64_t b = 0; b < B; ++b) {
     const T* y = Y + b * K;
     T* dd = d + b * N;
@@ -162,6 +162,7 @@ IRC_CLONES void mix_elems(int mix, int64_t n0, int64_t n1, int64_t B, int64_t N,
         for (int64_t n = n0; n < n1; ++n) dd[n] = sigm(y[n] + gb[n]) * (vec[n] * hb[n] - xb[n]);
         break;
     }
+    if (plus_x) for (int64_t n = n0; n < n1; ++n) dd[n] += xb[n];
   }
 }
 
@@ -236,8 +237,11 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
     Panels<T> toGates, onH, fromX;   // h Rᵀ or d W_gᵀ for this thread's gate columns; h Vᵀ for
                                      // its d_t; x_t Winᵀ for its gate and candidate columns
     for (int g = 0; g < G; ++g) toGates.add(W1p, 1, K1, K1, g * M + u0, u1 - u0);
+    // a two-product recurrence with the input products in the loop multiplies W_g by
+    // v_t = x_t + d_t, the cell's own form: W_g x_t is never computed apart, only W_A x_t
+    const bool merge = Winp && mix != FOLDED;
     if (Winp)
-      for (int g = 0; g <= G; ++g) fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0);
+      for (int g = merge ? G : 0; g <= G; ++g) fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0);
     if (K) {
       onH.add(Vp, 1, M, M, n0, n1 - n0);
       if (mix == IHC_FULL) onH.add(Vp, 1, M, M, N + n0, n1 - n0);
@@ -253,14 +257,15 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
       } else {
         if (K) onH.product(B, hp, M, Y.data(), K, false);
         mix_elems<T>(mix, n0, n1, B, N, Y.data(), K, hp, vecp, hgp ? hgp + t * B * N : nullptr,
-                     xt, N, D.data());
+                     xt, N, D.data(), merge);
         team_barrier();                       // d_t complete
         toGates.product(B, D.data(), N, P, GM, false);
       }
       T* hn = outp + t * B * M;
-      fwd_elems<F, T>(0, B, u0, u1, M, ldw, P, wt, xt, N, hp,
-                      F::HAS_C ? Cp + t * B * M : nullptr, hn,
-                      F::HAS_C ? Cp + (t + 1) * B * M : nullptr, beta);
+      T* c = F::HAS_C ? Cp + t * B * M : nullptr;
+      T* cn = F::HAS_C ? Cp + (t + 1) * B * M : nullptr;
+      if (merge) fwd_elems<F, T, false>(0, B, u0, u1, M, ldw, P, wt, xt, N, hp, c, hn, cn, beta);
+      else fwd_elems<F, T, true>(0, B, u0, u1, M, ldw, P, wt, xt, N, hp, c, hn, cn, beta);
       team_barrier();                         // h_t complete
       hp = hn;
     }
