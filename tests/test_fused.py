@@ -235,6 +235,26 @@ def test_choose_fold_cost_model():
     assert f < u
 
 
+def test_fold_cost_model_with_the_inputs_merged_and_a_forward_alone():
+    # counted by hand per token at N = M: folded 4·G·M² (+ 3·G·M³ once), unfolded 4·(M² + G·M²);
+    # merged saves G·M² forward and G·M² in dW_g; a forward alone is one product of each
+    G, M, n = 3, 256, 4096
+    assert fold_costs(G, M, M, tokens=n) == (4 * n * G * M**2 + 3 * G * M**3, 4 * n * (M**2 + G * M**2))
+    assert fold_costs(G, M, M, tokens=n, merged=True)[1] == 4 * n * (M**2 + G * M**2) - 2 * n * G * M**2
+    assert fold_costs(G, M, M, tokens=n, backward=False, merged=True) == (n * G * M**2 + G * M**3,
+                                                                         n * M**2)
+    # so at B = 32, T = 128 the C++ loop unfolds IRC-LSTM and IRC-GRU; hoisted, they fold
+    for G in (2, 3):
+        assert choose_fold(G, M, M, tokens=n)
+        assert not choose_fold(G, M, M, tokens=n, merged=True)
+        assert not choose_fold(G, M, M, tokens=n, backward=False, merged=True)
+    # diagonal feedback (SRU, T-LSTM): hoisted, a tie that folds; merged, W_g (x + s⊙h) is the
+    # only product of a step, so it unfolds
+    assert choose_fold(2, M, M, tokens=n, diagonal=True)
+    assert fold_costs(2, M, M, tokens=n, diagonal=True, merged=True) == (4 * n * 2 * M**2, 2 * n * 2 * M**2)
+    assert not choose_fold(2, M, M, tokens=n, diagonal=True, merged=True)
+
+
 def test_auto_fold_picks_per_layer_and_matches_eager():
     stack, N = _build("gru", "irc", torch.float64)      # layers (6→5) folds, (5→11) does not
     assert choose_fold(2, 6, 5, tokens=21) and not choose_fold(2, 5, 11, tokens=21)

@@ -204,6 +204,22 @@ def test_cpp_result_does_not_depend_on_the_thread_count(cpp, monkeypatch):
         assert torch.equal(runs[0][k], runs[1][k]), k
 
 
+def test_cpp_fold_choice_counts_the_merged_inputs(cpp, monkeypatch):
+    # N = M = 16, T = 20: hoisted (B = 4) the training step's count folds; with the inputs in the
+    # loop (B = 8) a merged step saves W_g x_t and the count unfolds (rnnbench.fused.fold_costs)
+    from rnnbench import recurrences
+    seen = []
+    real = recurrences.for_cell
+    monkeypatch.setattr(recurrences, "for_cell",
+                        lambda *a, **k: seen.append(k["use_fold"]) or real(*a, **k))
+    stack = perturbed_stack(get("lstm", "irc"), 16, [16], torch.float32)
+    for B in (4, 8):
+        fused_forward(stack, torch.randn(20, B, 16), impl="cpp")[0].sum().backward()
+        with torch.inference_mode():
+            fused_forward(stack, torch.randn(20, B, 16), impl="cpp")
+    assert seen == [True, True, False, False]
+
+
 MM_SHAPES = [(1, 1, 1), (7, 600, 70), (13, 5, 1100), (130, 257, 65), (40, 600, 1100)]
 
 
