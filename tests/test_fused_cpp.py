@@ -143,12 +143,13 @@ def team(request, monkeypatch):
     torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("B", [1, 5])   # one row: the weights' rows read in place, not packed
 @pytest.mark.parametrize("variant,fold", PATHS)
 @pytest.mark.parametrize("family", FAMS)
-def test_cpp_thread_teams_match_eager(cpp, poison, team, family, variant, fold):
+def test_cpp_thread_teams_match_eager(cpp, poison, team, family, variant, fold, B):
     stack, N = _build(family, variant, torch.float64)
-    x = torch.randn(4, 5, N, dtype=torch.float64)
-    state = _state(stack, 5, torch.float64)
+    x = torch.randn(4, B, N, dtype=torch.float64)
+    state = _state(stack, B, torch.float64)
     ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
     _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
 
@@ -182,6 +183,17 @@ def test_cpp_whole_register_tiles_match_eager(cpp, poison, monkeypatch, B):
     ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
     for fold in ("on", "off"):
         _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
+
+
+@pytest.mark.parametrize("variant,fold", PATHS)
+def test_cpp_one_row_reads_wide_weights_in_place(cpp, poison, variant, fold):
+    # B = 1 and k ≥ 512: the forward's transposed weights are read as rows (dot products), not
+    # packed; 515 leaves a tail of k past the vectors and of rows past the groups of eight
+    stack = perturbed_stack(get("lstm", variant), 515, [515], torch.float64)
+    x = torch.randn(2, 1, 515, dtype=torch.float64)
+    state = _state(stack, 1, torch.float64)
+    ref = run_with_grads(stack, x, state, lambda s, x, st: s(x, st))
+    _compare(run_with_grads(stack, x, state, _cpp(fold)), ref, 1e-10)
 
 
 def test_cpp_result_does_not_depend_on_the_thread_count(cpp, monkeypatch):

@@ -236,15 +236,17 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
     if (mix != FOLDED) share(N, nt, id, grain, n0, n1);
     Panels<T> toGates, onH, fromX;   // h Rᵀ or d W_gᵀ for this thread's gate columns; h Vᵀ for
                                      // its d_t; x_t Winᵀ for its gate and candidate columns
-    for (int g = 0; g < G; ++g) toGates.add(W1p, 1, K1, K1, g * M + u0, u1 - u0);
+    const bool one_row = B == 1;   // read the weights' rows in place: no transposed copy
+    for (int g = 0; g < G; ++g) toGates.add(W1p, 1, K1, K1, g * M + u0, u1 - u0, one_row);
     // a two-product recurrence with the input products in the loop multiplies W_g by
     // v_t = x_t + d_t, the cell's own form: W_g x_t is never computed apart, only W_A x_t
     const bool merge = Winp && mix != FOLDED;
     if (Winp)
-      for (int g = merge ? G : 0; g <= G; ++g) fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0);
+      for (int g = merge ? G : 0; g <= G; ++g)
+        fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0, one_row);
     if (K) {
-      onH.add(Vp, 1, M, M, n0, n1 - n0);
-      if (mix == IHC_FULL) onH.add(Vp, 1, M, M, N + n0, n1 - n0);
+      onH.add(Vp, 1, M, M, n0, n1 - n0, one_row);
+      if (mix == IHC_FULL) onH.add(Vp, 1, M, M, N + n0, n1 - n0, one_row);
     }
     const T* hp = h0p;
     for (int64_t t = 0; t < T_; ++t) {

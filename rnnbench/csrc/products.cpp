@@ -142,6 +142,43 @@ IRC_CLONES void rows_times_panel(int64_t rows, int64_t kc, const T* a, int64_t l
   }
 }
 
+// One row of A times columns of B stored as rows (B(k, n) at Bt[n·ld + k]), in place: dot
+// products, eight rows of Bt at a time. For a product with a single row of A (a step at B = 1),
+// where packing would copy and transpose every weight once per call to read it once per step.
+template <typename T>
+IRC_CLONES void row_times_rows(int64_t K, const T* __restrict a, const T* __restrict Bt, int64_t ld,
+                               int64_t w, T* __restrict c, bool acc) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L, RR = 8;
+  int64_t n = 0;
+  for (; n < w; n += RR) {
+    const int r = (int)std::min<int64_t>(RR, w - n);
+    V s[RR];
+#pragma GCC unroll 8
+    for (int j = 0; j < RR; ++j) s[j] = V{};
+    int64_t k = 0;
+    if (r == RR) {
+      for (; k + L <= K; k += L) {
+        V av;
+        std::memcpy(&av, a + k, sizeof(V));
+#pragma GCC unroll 8
+        for (int j = 0; j < RR; ++j) {
+          V bv;
+          std::memcpy(&bv, Bt + (n + j) * ld + k, sizeof(V));
+          s[j] += av * bv;
+        }
+      }
+    }
+    for (int j = 0; j < r; ++j) {
+      T t = T(0);
+      for (int l = 0; l < L; ++l) t += s[j][l];
+      const T* row = Bt + (n + j) * ld;
+      for (int64_t q = k; q < K; ++q) t += a[q] * row[q];
+      c[n + j] = acc ? c[n + j] + t : t;
+    }
+  }
+}
+
 // A packed block (mc rows in panels of MR, each kc × MR k-major, zero rows past mc) times one
 // packed B panel; only the valid rows and columns are stored.
 template <typename T>
@@ -209,7 +246,8 @@ static void pack_a(int64_t mc, int64_t kc, const T* A, int64_t ars, int64_t acs,
 }
 
 // The blocking of the general product: a B block of KC × NC (a stream of NR-wide panels from L2)
-// against A blocks of MC × KC (in L2, one MR tile in L1 per step of the inner loop).
+// against A blocks of MC × KC (in L2, one MR tile in L1 per step of the inner loop). KC = 512
+// halves the passes over C against 256; the two measured alike within this VM's swings.
 constexpr int64_t KC = 512, MC = 96, NC = 1024;
 
 // C[m0:m1, n0:n1] = [C +] A · B, one thread.
@@ -218,7 +256,8 @@ static void gemm_part(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
                       int64_t ars, int64_t acs, const T* B, int64_t brs, int64_t bcs, bool acc,
                       T* C, int64_t ldc) {
   constexpr int64_t NR = nr<T>();
-  avec<T> ap(MC * KC), bp(KC * ((std::min(NC, n1 - n0) + NR - 1) / NR) * NR);
+  // A is packed only when its rows are not contiguous in k
+  avec<T> ap(acs == 1 ? 0 : MC * KC), bp(KC * ((std::min(NC, n1 - n0) + NR - 1) / NR) * NR);
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min(NC, n1 - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
@@ -282,27 +321,43 @@ void gemm_threads(int64_t m, int64_t n, int64_t k, const T* A, int64_t ars, int6
 // of C that the product writes.
 template <typename T>
 struct Panels {
-  struct Range { int64_t c0, w, off; };
+  // off: where the packed panels start in data; or src (with its row stride ld) when the columns
+  // are read in place as rows of B (one_row products)
+  struct Range { int64_t c0, w, off; const T* src; int64_t ld; };
   avec<T> data;
   std::vector<Range> ranges;
   int64_t K = 0;
 
-  void add(const T* B, int64_t brs, int64_t bcs, int64_t K_, int64_t c0, int64_t w) {
+  // one_row: the products will have a single row of A; B's columns that are contiguous in k
+  // (brs = 1, a transposed weight) are then read in place instead of packed, from k = 512 up:
+  // below it a dot product's final sum over lanes costs more than the packing it saves
+  // (docs/kernels.md)
+  void add(const T* B, int64_t brs, int64_t bcs, int64_t K_, int64_t c0, int64_t w,
+           bool one_row = false) {
     if (w <= 0) return;
     K = K_;
+    if (one_row && brs == 1 && K >= 512) {
+      ranges.push_back({c0, w, -1, B + c0 * bcs, bcs});
+      return;
+    }
     const int64_t off = (int64_t)data.size(), padded = (w + nr<T>() - 1) / nr<T>() * nr<T>();
     data.resize(off + padded * K);
     pack_b(K, w, B + c0 * bcs, brs, bcs, data.data() + off);
-    ranges.push_back({c0, w, off});
+    ranges.push_back({c0, w, off, nullptr, 0});
   }
   // C[:, ranges] = [C +] A · B[:, ranges] for A's `rows` rows (row stride lda, K wide). Each panel
   // streams from L2 once per tile of rows; doing the tiles chunk by chunk of k, to reuse a chunk
   // from L1, measured slower (docs/kernels.md).
   void product(int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc, bool acc) const {
-    for (const Range& r : ranges)
+    for (const Range& r : ranges) {
+      if (r.src) {
+        row_times_rows(K, A, r.src, r.ld, r.w, C + r.c0, acc);   // rows == 1 (add's one_row)
+        continue;
+      }
       for (int64_t j = 0; j < r.w; j += nr<T>())
         rows_times_panel(rows, K, A, lda, data.data() + r.off + j * K, C + r.c0 + j, ldc,
                          std::min(nr<T>(), r.w - j), acc);
+    }
   }
 };
 
