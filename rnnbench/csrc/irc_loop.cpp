@@ -189,6 +189,17 @@ template <typename T> static const T* ptr_or_null(const at::Tensor& t) {
   return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr;
 }
 
+// This thread's place in the team: its hidden units [u0, u1) and, for a two-product recurrence,
+// its columns [n0, n1) of the N-wide d_t (the same split when N = M, which the diagonal forms'
+// direct terms rely on: a thread adds to gh only for units it owns).
+struct TeamShare { int nt, id; int64_t u0, u1, n0, n1; };
+static TeamShare my_share(int mix, int64_t M, int64_t N, int64_t grain) {
+  TeamShare s{team_size(), thread_id(), 0, 0, 0, 0};
+  share(M, s.nt, s.id, grain, s.u0, s.u1);
+  if (mix != FOLDED) share(N, s.nt, s.id, grain, s.n0, s.n1);
+  return s;
+}
+
 static IRC_INLINE void team_barrier() {
 #ifdef _OPENMP
 #pragma omp barrier
@@ -230,10 +241,7 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
   {
-    const int nt = team_size(), id = thread_id();
-    int64_t u0, u1, n0 = 0, n1 = 0;
-    share(M, nt, id, grain, u0, u1);
-    if (mix != FOLDED) share(N, nt, id, grain, n0, n1);
+    const auto [nt, id, u0, u1, n0, n1] = my_share(mix, M, N, grain);
     Panels<T> toGates, onH, fromX;   // h Rᵀ or d W_gᵀ for this thread's gate columns; h Vᵀ for
                                      // its d_t; x_t Winᵀ for its gate and candidate columns
     const bool one_row = B == 1;   // read the weights' rows in place: no transposed copy
@@ -316,10 +324,7 @@ double backward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const a
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
   {
-    const int nt = team_size(), id = thread_id();
-    int64_t u0, u1, n0 = 0, n1 = 0;
-    share(M, nt, id, grain, u0, u1);
-    if (mix != FOLDED) share(N, nt, id, grain, n0, n1);
+    const auto [nt, id, u0, u1, n0, n1] = my_share(mix, M, N, grain);
     // folded: δ_t R for this thread's units (R: G·M × M); mix: δ_t W_g for its d_t columns, then
     // Z V for its units (V: K × M)
     Panels<T> fromGates, throughV;
