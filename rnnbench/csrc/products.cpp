@@ -330,8 +330,8 @@ struct Panels {
 
   // one_row: the products will have a single row of A; B's columns that are contiguous in k
   // (brs = 1, a transposed weight) are then read in place instead of packed, from k = 512 up:
-  // below it a dot product's final sum over lanes costs more than the packing it saves
-  // (docs/kernels.md)
+  // with shorter rows a dot product's final sum over lanes weighs more, and at k = 256 the
+  // in-place form measured slower (docs/kernels.md)
   void add(const T* B, int64_t brs, int64_t bcs, int64_t K_, int64_t c0, int64_t w,
            bool one_row = false) {
     if (w <= 0) return;
