@@ -349,7 +349,7 @@ def _family_of(spec) -> Family | None:
 
 def declares(spec, impl: str = "torch") -> tuple[bool, str]:
     """Whether fused_forward covers this cell spec with this impl (wherever the impl can run)."""
-    name = getattr(spec, "label", str(spec))
+    name = spec.label if hasattr(spec, "label") else str(spec)
     if getattr(spec, "variant", None) not in ("irc", "ihc"):
         return False, (f"{name}: the fused backend covers the IRC and IHC cells only "
                        "(baselines have no regulated input to fold)")
@@ -446,18 +446,18 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
     store = resolve_gates(gates, impl, x.device) and torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or any(p.requires_grad for p in cell.parameters()))
     # the C++ backend's products are its own (rnnbench/csrc/products.cpp), outside the loop too,
-    # and from a few rows of batch up its loop computes the input products itself (wx = None),
-    # which changes what folding saves (fold_costs: merged); the torch and Triton loops keep the
-    # training step's count
-    lin, mm = (fused_cpp.linear, fused_cpp.matmul) if impl == "cpp" else (linear, None)
-    in_loop = impl == "cpp" and fused_cpp.inputs_in_loop(B)
+    # and it does the input products itself (wx = None): a two-product step multiplies W_g by
+    # x_t + d_t, which changes what folding saves (fold_costs: merged); the torch and Triton loops
+    # keep the training step's count
+    cpp = impl == "cpp"
+    lin, mm = (fused_cpp.linear, fused_cpp.matmul) if cpp else (linear, None)
     if conn.kind == "irc":
         use_fold = _resolve_fold(fold, fam.n_gates, N, cell.hidden_size, T * B, conn.diagonal,
-                                 backward=store or not in_loop, merged=in_loop)
+                                 backward=store or not cpp, merged=cpp)
     else:
         use_fold = parse_fold(fold) == "on"          # refused by the recurrence: IHC never folds
     # hoisted: every gate's input part and the candidate, one product for the whole sequence
-    wx = None if in_loop else lin(x, cell.W)
+    wx = None if cpp else lin(x, cell.W)
     rec, params = recurrences.for_cell(cell, wx, x, use_fold=use_fold, impl=impl, matmul=mm,
                                        linear=lin)
     c0 = state[1] if fam.has_c else None
@@ -467,7 +467,7 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
         params = tuple(p.contiguous() for p in params)
     if impl == "cpp":
         out, cT = fused_cpp.CppRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
-                                                cell.W if in_loop else None, *params)
+                                                cell.W, *params)
     else:
         out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
                                             *params)

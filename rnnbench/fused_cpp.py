@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from rnnbench import recurrences
+from rnnbench.cells import registry
 from rnnbench.cells.family import Family
 from rnnbench.cells.registry import declared_families
 from rnnbench.errors import ConfigError
@@ -64,6 +65,7 @@ _BWD_ARGS = ("const T* s, T a, T x, T h, T c, T h_new, T c_new, T beta, T g, T g
 
 _state: tuple[object, str] | None = None     # (extension module or None, why not)
 _built_for: tuple[Family, ...] | None = None  # the families that module was generated from
+_checked_at = -1                             # the registry's generation _built_for was checked at
 _noted = False
 build_seconds: float | None = None           # this process's build (or cache load) time
 
@@ -138,10 +140,14 @@ def _build(families: tuple[Family, ...]) -> tuple[object, str]:
 def load():
     """The extension module, built (or loaded from torch's cache) on the first call, and again when
     the families with a C++ update have changed; None when it cannot be built."""
-    global _state, _built_for
+    global _state, _built_for, _checked_at
+    # every fused forward asks; the families are looked at again only after a (un)registration
+    if _state is not None and _checked_at == registry.generation():
+        return _state[0]
     families = _with_cpp()
     if _state is None or families != _built_for:
         _state, _built_for = _build(families), families
+    _checked_at = registry.generation()
     return _state[0]
 
 
@@ -266,10 +272,13 @@ class CppRecurrence(torch.autograd.Function):
     with one more before the recurrence's parameters, W.
 
     wx given (W None): the hoisted input products come computed, as in the torch impl. wx None,
-    W the layer's stacked input weight ((G+1)·M × N): the loop computes x_t Wᵀ step by step, and
-    its reverse loop dL/dx_t's share from them (see :func:`inputs_in_loop`); the backward returns
-    dL/dW itself. Saves wx, x, h0, the h and c sequences and every step's gates (when a backward
-    will come).
+    W the layer's stacked input weight ((G+1)·M × N): the Function does the input products itself
+    and its backward returns dL/dW as one tensor. From IN_LOOP_MIN_BATCH rows up (see
+    :func:`inputs_in_loop`) the loop computes x_t Wᵀ step by step, and the reverse loop dL/dx_t's
+    share from them; below, one product before the loop. Either way a two-product recurrence is
+    merged: its loop multiplies W_g by v_t = x_t + d_t, so only the candidate's W_A x is computed
+    apart, and the backward forms dL/dW_g = δᵀ V as one product. Saves wx, x, h0, the h and c
+    sequences and every step's gates (when a backward will come).
     """
 
     @staticmethod
@@ -289,9 +298,19 @@ class CppRecurrence(torch.autograd.Function):
         # store: a backward will come (fused_layer's word); without one, gates and the loop-made wx
         # are one step's scratch
         keep = T if store and any(ctx.needs_input_grad) else 1
-        if wx is None:
+        mix, W1, V, vec, hg = _operands(rec, params)
+        merged = W is not None and mix != FOLDED
+        in_loop = W is not None and inputs_in_loop(B)
+        Win = e
+        if W is not None:
             W = W.contiguous()
-            wx = _new(x, keep, B, W.shape[0])     # the loop fills it step by step
+            # merged: only the candidate's columns of wx are read (the gates take W_g v_t)
+            first = G * M if merged else 0
+            if in_loop:
+                wx, Win = _new(x, keep, B, W.shape[0]), W      # the loop fills it step by step
+            else:
+                wx = _new(x, T, B, W.shape[0])
+                mm(x.view(T * B, N), W[first:].t(), out=wx.view(T * B, -1)[:, first:])
         else:
             wx = wx.contiguous()
         out = _new(wx, T, B, M)
@@ -300,18 +319,17 @@ class CppRecurrence(torch.autograd.Function):
             C = _new(wx, T + 1, B, M)
             C[0] = c0
         S = _new(wx, keep, B, G * M)
-        mix, W1, V, vec, hg = _operands(rec, params)
         b = float(beta) if beta is not None else 0.0
         K1 = M if mix == FOLDED else N
         step_work = B * (G * M * K1 + (V.shape[0] * M if V.numel() else 0)
-                         + (W.shape[0] * N if W is not None else 0))
+                         + (Win.shape[0] * N if Win.numel() else 0))
         ctx.team = team(step_work)
-        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg,
-                    e if W is None else W, *ctx.team)
+        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg, Win, merged,
+                    *ctx.team)
         cT = C[T].clone() if fam.has_c else out.new_zeros(0)
         if not fam.has_c:
             ctx.mark_non_differentiable(cT)
-        ctx.fam, ctx.rec, ctx.mix = fam, rec, mix
+        ctx.fam, ctx.rec, ctx.mix, ctx.in_loop = fam, rec, mix, in_loop
         ctx.has_c0 = c0 is not None
         ctx.save_for_backward(wx, x, h0, out, C if fam.has_c else None, beta, S, W, *params)
         return out, cT
@@ -332,7 +350,9 @@ class CppRecurrence(torch.autograd.Function):
         dcT = (torch.zeros_like(h0) if dcT is None else dcT.contiguous()) if fam.has_c else e
         dWX = _new(wx, T, B, W1w)
         dx_direct = _new(wx, T, B, N) if fam.reads_x else e
-        dx_in = _new(wx, T, B, N) if W is not None and needs[5] else e
+        # the input products' share of dL/dx: the reverse loop's, step by step, or one product
+        # after it (below)
+        dx_in = _new(wx, T, B, N) if ctx.in_loop and needs[5] else e
         dh0 = torch.empty_like(h0)
         dc0 = torch.empty_like(h0) if fam.has_c else e
         _, W1, V, _, _ = _operands(rec, params)
@@ -356,9 +376,11 @@ class CppRecurrence(torch.autograd.Function):
         b = float(beta) if beta is not None else 0.0
         dbeta_sum = load().backward(fam.name, mix, wx, x, h0, out, C if C is not None else e, S, b,
                                     dout, dcT, dWX, dx_direct, dh0, dc0, W1, V, DD, c1, c2, c3,
-                                    e if W is None else W, dx_in, *ctx.team)
+                                    W if ctx.in_loop else e, dx_in, *ctx.team)
         dP2d = dWX[..., :GM].reshape(T * B, GM)
         x2d = x.reshape(T * B, N)
+        if W is not None and not ctx.in_loop and needs[5]:
+            dx_in = mm(dWX.view(T * B, W1w), W).view(T, B, N)
         dx = [d for d in (dx_direct, dx_in) if d.numel()]
         dW = None
         merged = W is not None and mix != FOLDED

@@ -228,6 +228,34 @@ def test_cpp_update_slot(toy, monkeypatch):
     assert toy.cpp_source() == update
 
 
+def test_the_cpp_loader_looks_again_only_after_a_registration(monkeypatch):
+    """fused_cpp.load() runs on every fused forward: it reads the declared families again only when
+    the registry changed, and then builds for a family declared since (with its C++ update) and
+    without one removed since."""
+    import dataclasses
+
+    from rnnbench import fused_cpp
+
+    built = []
+    monkeypatch.setattr(fused_cpp, "_build", lambda fams: built.append([f.name for f in fams])
+                        or ("a module", ""))
+    monkeypatch.setattr(fused_cpp, "_state", None)
+    monkeypatch.setattr(fused_cpp, "_built_for", None)
+    monkeypatch.setattr(fused_cpp, "_checked_at", -1)
+    fused_cpp.load()
+    fused_cpp.load()
+    assert len(built) == 1 and "toy2" not in built[0]
+    update = {"forward": "h_new = s[0] * h;", "backward": "ds[0] = g * h; dh = g * s[0];"}
+    register_family(dataclasses.replace(TOY, name="toy2", cpp_update=update))
+    try:
+        assert fused_cpp.load() == "a module"
+        assert len(built) == 2 and built[1][-1] == "toy2"
+    finally:
+        unregister_family("toy2")
+    fused_cpp.load()
+    assert len(built) == 3 and built[2] == built[0]
+
+
 def test_toy_without_a_cpp_update_runs_fused_on_the_torch_loop(toy, monkeypatch):
     """fused-cpp does not cover a family without CPP_UPDATE (and says so when asked anyway); `fused`
     runs it on the torch loop, without rebuilding the C++ loop or a note on stderr."""

@@ -217,19 +217,26 @@ def test_cpp_result_does_not_depend_on_the_thread_count(cpp, monkeypatch):
 
 
 def test_cpp_fold_choice_counts_the_merged_inputs(cpp, monkeypatch):
-    # N = M = 16, T = 20: hoisted (B = 4) the training step's count folds; with the inputs in the
-    # loop (B = 8) a merged step saves W_g x_t and the count unfolds (rnnbench.fused.fold_costs)
+    # N = M = 16, T = 20, hoisted (B = 4) or in the loop (B = 8): a merged step saves W_g x_t
+    # (rnnbench.fused.fold_costs), so IRC-LSTM unfolds where the torch loop's count folds it
+    # (M < 1.33 N); IRC-FastGRNN (one gate) folds for a training step (3·M³ ≤ 2·T·B·M²) and
+    # unfolds for a forward alone (T·B·M² + M³ > T·B·M²)
     from rnnbench import recurrences
     seen = []
     real = recurrences.for_cell
     monkeypatch.setattr(recurrences, "for_cell",
                         lambda *a, **k: seen.append(k["use_fold"]) or real(*a, **k))
-    stack = perturbed_stack(get("lstm", "irc"), 16, [16], torch.float32)
-    for B in (4, 8):
-        fused_forward(stack, torch.randn(20, B, 16), impl="cpp")[0].sum().backward()
-        with torch.inference_mode():
-            fused_forward(stack, torch.randn(20, B, 16), impl="cpp")
-    assert seen == [True, True, False, False]
+    for family, expected in (("lstm", [False, False]), ("fastgrnn", [True, False])):
+        stack = perturbed_stack(get(family, "irc"), 16, [16], torch.float32)
+        for B in (4, 8):
+            seen.clear()
+            fused_forward(stack, torch.randn(20, B, 16), impl="cpp")[0].sum().backward()
+            with torch.inference_mode():
+                fused_forward(stack, torch.randn(20, B, 16), impl="cpp")
+            assert seen == expected, (family, B)
+    seen.clear()
+    fused_forward(stack, torch.randn(20, 4, 16), impl="torch")[0].sum().backward()
+    assert seen == [True]          # the torch loop's count: M < 2 N folds FastGRNN
 
 
 MM_SHAPES = [(1, 1, 1), (7, 600, 70), (13, 5, 1100), (130, 257, 65), (40, 600, 1100)]

@@ -33,7 +33,7 @@ def elman():
             return h, (h,)
 
     yield Elman
-    del registry._REGISTRY[("elman", "baseline", "paper")]
+    registry.unregister_family("elman")
 
 
 def test_a_cell_registered_once_reaches_every_command(elman):

@@ -63,6 +63,15 @@ class CellSpec:
 
 _REGISTRY: dict[tuple[str, str, str], CellSpec] = {}
 _FAMILIES: dict[str, Family] = {}
+# bumped by every (un)registration: declared_families() is read on every fused forward (which C++
+# loop to load), and sorting the zoo each time cost more than a small layer's whole step
+_generation = 0
+_declared: tuple[int, list[Family]] | None = None
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 
 
 def register_family(family: Family, module: str | None = None) -> Family:
@@ -73,6 +82,7 @@ def register_family(family: Family, module: str | None = None) -> Family:
         module = getattr(family.update, "__module__", "") or ""
     family = dataclasses.replace(family, module=module)
     _FAMILIES[family.name] = family
+    _changed()
     return family
 
 
@@ -82,11 +92,20 @@ def get_family(name: str) -> Family | None:
     return _FAMILIES.get(name)
 
 
+def generation() -> int:
+    """A number that changes whenever a cell or a family is registered or removed."""
+    return _generation
+
+
 def declared_families() -> list[Family]:
     """Every declared family, in the zoo's order."""
+    global _declared
     _discover()
-    rank = {f: i for i, f in enumerate(families())}
-    return sorted(_FAMILIES.values(), key=lambda f: (rank.get(f.name, len(rank)), f.name))
+    if _declared is None or _declared[0] != _generation:
+        rank = {f: i for i, f in enumerate(families())}
+        _declared = (_generation, sorted(_FAMILIES.values(),
+                                         key=lambda f: (rank.get(f.name, len(rank)), f.name)))
+    return list(_declared[1])
 
 
 def unregister_family(name: str) -> None:
@@ -94,6 +113,7 @@ def unregister_family(name: str) -> None:
     _FAMILIES.pop(name, None)
     for key in [k for k in _REGISTRY if k[0] == name]:
         del _REGISTRY[key]
+    _changed()
 
 
 def register(family: str, variant: str, form: str = "paper", *, equations: str,
@@ -108,6 +128,7 @@ def register(family: str, variant: str, form: str = "paper", *, equations: str,
             raise ValueError(f"cell {key} registered twice")
         spec = CellSpec(family, variant, form, cls, equations, requires_square, dict(options))
         _REGISTRY[key] = spec
+        _changed()
         cls.specs = getattr(cls, "specs", ()) + (spec,)
         return cls
 

@@ -210,13 +210,16 @@ static IRC_INLINE void team_barrier() {
 // W1: R (G·M×M, folded) or W_g (G·M×N); V: (K×M) the mix's product on h, or empty; vec, hg as mix.
 // Win: the layer's stacked input weight ((G+1)·M × N) when the loop itself computes wx_t = x_t Winᵀ
 // step by step into wx (each thread its own columns, while they are hot in its cache), or empty
-// when wx comes computed. threads: the team's size; grain: a thread's hidden units come in
+// when wx comes computed. merged (two-product recurrences): the gates read W_g v_t with
+// v_t = x_t + d_t, the cell's own form, so wx holds only the candidate's columns (the gates'
+// columns are never read). threads: the team's size; grain: a thread's hidden units come in
 // multiples of it.
 template <class F, typename T>
 void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::Tensor& h0,
                   const at::Tensor& out, const at::Tensor& C, const at::Tensor& S, double beta_d,
                   const at::Tensor& W1, const at::Tensor& V, const at::Tensor& vec,
-                  const at::Tensor& hg, const at::Tensor& Win, int threads, int64_t grain) {
+                  const at::Tensor& hg, const at::Tensor& Win, bool merged, int threads,
+                  int64_t grain) {
   const int64_t T_ = x.size(0), B = x.size(1), M = h0.size(1), N = x.size(2);
   constexpr int G = F::G;
   const int64_t GM = G * M, ldw = wx.size(2), K = V.numel() ? V.size(0) : 0;
@@ -237,6 +240,9 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
   const T* vecp = ptr_or_null<T>(vec);
   const T* hgp = ptr_or_null<T>(hg);
   std::vector<T> Y(mix != FOLDED ? B * std::max<int64_t>(K, 1) : 0), D(mix != FOLDED ? B * N : 0);
+  // diagonal IRC: d_t = s⊙h_{t-1} needs no product, so each thread forms all of it in its own
+  // buffer and the team meets once a step, not twice
+  const bool own_d = mix == IRC_DIAG;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -246,9 +252,8 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
                                      // its d_t; x_t Winᵀ for its gate and candidate columns
     const bool one_row = B == 1;   // read the weights' rows in place: no transposed copy
     for (int g = 0; g < G; ++g) toGates.add(W1p, 1, K1, K1, g * M + u0, u1 - u0, one_row);
-    // a two-product recurrence with the input products in the loop multiplies W_g by
-    // v_t = x_t + d_t, the cell's own form: W_g x_t is never computed apart, only W_A x_t
-    const bool merge = Winp && mix != FOLDED;
+    // merged: W_g x_t is never computed apart, only W_A x_t (here, or before the loop)
+    const bool merge = merged && mix != FOLDED;
     if (Winp)
       for (int g = merge ? G : 0; g <= G; ++g)
         fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0, one_row);
@@ -256,6 +261,8 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
       onH.add(Vp, 1, M, M, n0, n1 - n0, one_row);
       if (mix == IHC_FULL) onH.add(Vp, 1, M, M, N + n0, n1 - n0, one_row);
     }
+    std::vector<T> myD(own_d ? B * N : 0);
+    T* Dp = own_d ? myD.data() : D.data();
     const T* hp = h0p;
     for (int64_t t = 0; t < T_; ++t) {
       T* P = Sp + (store ? t * B * GM : 0);
@@ -266,10 +273,10 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
         toGates.product(B, hp, M, P, GM, false);
       } else {
         if (K) onH.product(B, hp, M, Y.data(), K, false);
-        mix_elems<T>(mix, n0, n1, B, N, Y.data(), K, hp, vecp, hgp ? hgp + t * B * N : nullptr,
-                     xt, N, D.data(), merge);
-        team_barrier();                       // d_t complete
-        toGates.product(B, D.data(), N, P, GM, false);
+        mix_elems<T>(mix, own_d ? 0 : n0, own_d ? N : n1, B, N, Y.data(), K, hp, vecp,
+                     hgp ? hgp + t * B * N : nullptr, xt, N, Dp, merge);
+        if (!own_d) team_barrier();           // d_t complete
+        toGates.product(B, Dp, N, P, GM, false);
       }
       T* hn = outp + t * B * M;
       T* c = F::HAS_C ? Cp + t * B * M : nullptr;
@@ -353,8 +360,10 @@ double backward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const a
         T* ddt = DDp + t * B * N;
         fromGates.product(B, dwt, ldw, ddt, N, false);         // DD_t = δ_t W_g
         mix_back_elems<T>(n0, n1, B, N, t, ddt, k1, k2, k3, Z.data(), K, gh);
-        team_barrier();                       // Z complete
-        if (K) throughV.product(B, Z.data(), K, gh, M, true);  // += Z V
+        if (K) {   // without V (diagonal IRC) a thread's direct term went to its own units only
+          team_barrier();                     // Z complete
+          throughV.product(B, Z.data(), K, gh, M, true);       // += Z V
+        }
       }
     }
     dbeta[id] = my_dbeta;
@@ -380,7 +389,7 @@ static at::ScalarType common_dtype(const at::Tensor& wx) {
 
 #define IRC_FWD_CASE(name) \
   if (fam == #name) return forward_loop<Fam_##name, T>(mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, \
-                                                       Win, threads, grain);
+                                                       Win, merged, threads, grain);
 #define IRC_BWD_CASE(name) \
   if (fam == #name) return backward_loop<Fam_##name, T>(mix, wx, x, h0, out, C, S, beta, dout, dcT, \
                                                         dWX, dx, dh0, dc0, W1, V, DD, c1, c2, c3, \
@@ -391,7 +400,7 @@ static void forward_t(const std::string& fam, int64_t mix, const at::Tensor& wx,
                       const at::Tensor& h0, const at::Tensor& out, const at::Tensor& C,
                       const at::Tensor& S, double beta, const at::Tensor& W1, const at::Tensor& V,
                       const at::Tensor& vec, const at::Tensor& hg, const at::Tensor& Win,
-                      int threads, int64_t grain) {
+                      bool merged, int threads, int64_t grain) {
   IRC_FAMILIES(IRC_FWD_CASE)
   TORCH_CHECK(false, "no C++ update for family ", fam);
 }
@@ -418,12 +427,14 @@ static int team(int64_t threads, int64_t grain) {
 void forward(const std::string& fam, int64_t mix, const at::Tensor& wx, const at::Tensor& x,
              const at::Tensor& h0, const at::Tensor& out, const at::Tensor& C, const at::Tensor& S,
              double beta, const at::Tensor& W1, const at::Tensor& V, const at::Tensor& vec,
-             const at::Tensor& hg, const at::Tensor& Win, int64_t threads, int64_t grain) {
+             const at::Tensor& hg, const at::Tensor& Win, bool merged, int64_t threads,
+             int64_t grain) {
   for (auto* t : {&wx, &x, &h0, &out, &C, &S, &W1, &V, &vec, &hg, &Win}) check(*t, "an operand");
   const int nt = team(threads, grain);
   if (common_dtype(wx) == at::kFloat)
-    forward_t<float>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, nt, grain);
-  else forward_t<double>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, nt, grain);
+    forward_t<float>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, merged, nt, grain);
+  else forward_t<double>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, merged, nt,
+                         grain);
 }
 
 double backward(const std::string& fam, int64_t mix, const at::Tensor& wx, const at::Tensor& x,
