@@ -8,8 +8,10 @@ and the hand-written reverse loop, by one C++ call each (rnnbench/csrc/irc_loop.
 whole sequence on one team of threads: each thread owns a range of hidden units and every gate of
 them, packs its columns of the weights once, and per step computes its products and then applies the
 family's update (forward) or derivative (backward) to its units; the team meets once a step (twice
-for a two-product recurrence). From IN_LOOP_MIN_BATCH rows of batch up the loop also computes the
-input products x_t Wᵀ itself, step by step. Nothing is allocated per step. The gates are always kept
+for a two-product recurrence with a product on h). The Function does the input products itself: from
+IN_LOOP_MIN_BATCH rows of batch up the loop computes x_t Wᵀ step by step, below that one product
+comes before the loop; a two-product step multiplies W_g by x_t + d_t (merged). Nothing is
+allocated per step. The gates are always kept
 for the backward (free in the loop; the torch impl's `gates="recompute"` does not apply).
 
 Each family's elementwise update is a C++ snippet at the end of its own module,
