@@ -395,7 +395,8 @@ class CppRecurrence(torch.autograd.Function):
                                            + tuple(needs[NP + 1:]))
             if merged and needs[9]:
                 dW = _new(wx, W1w, N)
-                mm(dP2d.t(), x2d + rec.D, out=dW[:GM])
+                # rec.D is not read again: v = x + d in its place, no temporary
+                mm(dP2d.t(), rec.D.add_(x2d), out=dW[:GM])
                 mm(dWX[..., GM:].reshape(T * B, W1w - GM).t(), x2d, out=dW[GM:])
             rec.release()
             if dx_rec is not None:

@@ -108,7 +108,8 @@ class Unfolded(Recurrence):
         DD = self.DD.reshape(-1, self.N)
         dWg = self.mm(dP2d.t(), self.D) if needs[0] else None
         dalpha = (DD * self.FB).sum(0) if needs[1] else None
-        dUV = self.mm((DD * self.alpha).t(), Hp2d) if needs[2] else None
+        # (DD diag(α))ᵀ H = diag(α) DDᵀ H: scale the N×M result, not a T·B×N temporary
+        dUV = self.mm(DD.t(), Hp2d).mul_(self.alpha.unsqueeze(1)) if needs[2] else None
         return (dWg, dalpha, dUV), None, None
 
 
