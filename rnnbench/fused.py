@@ -466,7 +466,7 @@ def fused_layer(cell, x: torch.Tensor, state: tuple[torch.Tensor, ...], *, fold=
         x = x.contiguous()
         params = tuple(p.contiguous() for p in params)
     if impl == "cpp":
-        out, cT = fused_cpp.CppRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),
+        out, cT = fused_cpp.CppRecurrence.apply(fam, rec, impl, store, x, h0, c0, cell.beta(),
                                                 cell.W, *params)
     else:
         out, cT = RegulatedRecurrence.apply(fam, rec, impl, store, wx, x, h0, c0, cell.beta(),

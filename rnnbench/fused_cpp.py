@@ -270,21 +270,19 @@ def _operands(rec, params):
 
 
 class CppRecurrence(torch.autograd.Function):
-    """rnnbench.fused.RegulatedRecurrence with C++ loops: the same apply() arguments and results,
-    with one more before the recurrence's parameters, W.
-
-    wx given (W None): the hoisted input products come computed, as in the torch impl. wx None,
-    W the layer's stacked input weight ((G+1)·M × N): the Function does the input products itself
-    and its backward returns dL/dW as one tensor. From IN_LOOP_MIN_BATCH rows up (see
-    :func:`inputs_in_loop`) the loop computes x_t Wᵀ step by step, and the reverse loop dL/dx_t's
-    share from them; below, one product before the loop. Either way a two-product recurrence is
+    """rnnbench.fused.RegulatedRecurrence with C++ loops: its apply() arguments and results, but
+    without wx and with W, the layer's stacked input weight ((G+1)·M × N), before the recurrence's
+    parameters: the Function does the input products itself and its backward returns dL/dW as one
+    tensor. From IN_LOOP_MIN_BATCH rows up (see :func:`inputs_in_loop`) the loop computes x_t Wᵀ
+    step by step, and the reverse loop dL/dx_t's share from them; below, one product before the
+    loop. Either way a two-product recurrence is
     merged: its loop multiplies W_g by v_t = x_t + d_t, so only the candidate's W_A x is computed
     apart, and the backward forms dL/dW_g = δᵀ V as one product. Saves wx, x, h0, the h and c
     sequences and every step's gates (when a backward will come).
     """
 
     @staticmethod
-    def forward(ctx, fam, rec, impl, store, wx, x, h0, c0, beta, W, *params):
+    def forward(ctx, fam, rec, impl, store, x, h0, c0, beta, W, *params):
         from rnnbench.fused import _new
 
         if not runs(x.device, x.dtype):
@@ -301,20 +299,16 @@ class CppRecurrence(torch.autograd.Function):
         # are one step's scratch
         keep = T if store and any(ctx.needs_input_grad) else 1
         mix, W1, V, vec, hg = _operands(rec, params)
-        merged = W is not None and mix != FOLDED
-        in_loop = W is not None and inputs_in_loop(B)
-        Win = e
-        if W is not None:
-            W = W.contiguous()
+        merged = mix != FOLDED
+        in_loop = inputs_in_loop(B)
+        W, Win = W.contiguous(), e
+        if in_loop:
+            wx, Win = _new(x, keep, B, W.shape[0]), W          # the loop fills it step by step
+        else:
             # merged: only the candidate's columns of wx are read (the gates take W_g v_t)
             first = G * M if merged else 0
-            if in_loop:
-                wx, Win = _new(x, keep, B, W.shape[0]), W      # the loop fills it step by step
-            else:
-                wx = _new(x, T, B, W.shape[0])
-                mm(x.view(T * B, N), W[first:].t(), out=wx.view(T * B, -1)[:, first:])
-        else:
-            wx = wx.contiguous()
+            wx = _new(x, T, B, W.shape[0])
+            mm(x.view(T * B, N), W[first:].t(), out=wx.view(T * B, -1)[:, first:])
         out = _new(wx, T, B, M)
         C = e
         if fam.has_c:
@@ -346,7 +340,7 @@ class CppRecurrence(torch.autograd.Function):
         M, G, N = rec.M, rec.G, x.shape[2]
         GM = G * M
         needs = ctx.needs_input_grad
-        NP = 10          # where the recurrence's parameters start among apply()'s arguments
+        NP = 9           # where the recurrence's parameters start among apply()'s arguments
         dout = torch.zeros_like(out) if dout is None else dout.contiguous()
         e = _empty(wx)
         dcT = (torch.zeros_like(h0) if dcT is None else dcT.contiguous()) if fam.has_c else e
@@ -354,7 +348,7 @@ class CppRecurrence(torch.autograd.Function):
         dx_direct = _new(wx, T, B, N) if fam.reads_x else e
         # the input products' share of dL/dx: the reverse loop's, step by step, or one product
         # after it (below)
-        dx_in = _new(wx, T, B, N) if ctx.in_loop and needs[5] else e
+        dx_in = _new(wx, T, B, N) if ctx.in_loop and needs[4] else e
         dh0 = torch.empty_like(h0)
         dc0 = torch.empty_like(h0) if fam.has_c else e
         _, W1, V, _, _ = _operands(rec, params)
@@ -381,19 +375,18 @@ class CppRecurrence(torch.autograd.Function):
                                     W if ctx.in_loop else e, dx_in, *ctx.team)
         dP2d = dWX[..., :GM].reshape(T * B, GM)
         x2d = x.reshape(T * B, N)
-        if W is not None and not ctx.in_loop and needs[5]:
+        if not ctx.in_loop and needs[4]:
             dx_in = mm(dWX.view(T * B, W1w), W).view(T, B, N)
         dx = [d for d in (dx_direct, dx_in) if d.numel()]
         dW = None
-        merged = W is not None and mix != FOLDED
         if mix == FOLDED:
             dparams = (mm(dP2d.t(), Hp2d) if needs[NP] else None,)
         else:
             # merged (the loop multiplied W_g by v = x + d): dW_g = δᵀ v as one product, given
             # below with W's gradient, instead of δᵀ d here and δᵀ x there
-            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, (needs[NP] and not (merged and needs[9]),)
+            dparams, dx_rec, _ = rec.grads(dP2d, Hp2d, (needs[NP] and not needs[8],)
                                            + tuple(needs[NP + 1:]))
-            if merged and needs[9]:
+            if needs[8]:
                 dW = _new(wx, W1w, N)
                 # rec.D is not read again: v = x + d in its place, no temporary
                 mm(dP2d.t(), rec.D.add_(x2d), out=dW[:GM])
@@ -401,9 +394,8 @@ class CppRecurrence(torch.autograd.Function):
             rec.release()
             if dx_rec is not None:
                 dx.append(dx_rec)
-        dx = (dx[0] if len(dx) == 1 else sum(dx[1:], dx[0])) if dx and needs[5] else None
-        if W is not None and needs[9] and dW is None:
+        dx = (dx[0] if len(dx) == 1 else sum(dx[1:], dx[0])) if dx and needs[4] else None
+        if needs[8] and dW is None:
             dW = mm(dWX.reshape(T * B, W1w).t(), x2d)
         dbeta = torch.full((1,), dbeta_sum, dtype=wx.dtype) if fam.has_beta else None
-        return (None, None, None, None, None if W is not None else dWX, dx, dh0,
-                dc0 if ctx.has_c0 else None, dbeta, dW, *dparams)
+        return (None, None, None, None, dx, dh0, dc0 if ctx.has_c0 else None, dbeta, dW, *dparams)
