@@ -275,9 +275,9 @@ class CppRecurrence(torch.autograd.Function):
     parameters: the Function does the input products itself and its backward returns dL/dW as one
     tensor. From IN_LOOP_MIN_BATCH rows up (see :func:`inputs_in_loop`) the loop computes x_t Wᵀ
     step by step, and the reverse loop dL/dx_t's share from them; below, one product before the
-    loop. Either way a two-product recurrence is
-    merged: its loop multiplies W_g by v_t = x_t + d_t, so only the candidate's W_A x is computed
-    apart, and the backward forms dL/dW_g = δᵀ V as one product. Saves wx, x, h0, the h and c
+    loop. Either way a two-product recurrence is merged: its loop multiplies W_g by
+    v_t = x_t + d_t, so only the candidate's W_A x is computed apart, and the backward forms
+    dL/dW_g = δᵀ V as one product. Saves wx, x, h0, the h and c
     sequences and every step's gates (when a backward will come).
     """
 
@@ -299,14 +299,13 @@ class CppRecurrence(torch.autograd.Function):
         # are one step's scratch
         keep = T if store and any(ctx.needs_input_grad) else 1
         mix, W1, V, vec, hg = _operands(rec, params)
-        merged = mix != FOLDED
         in_loop = inputs_in_loop(B)
         W, Win = W.contiguous(), e
         if in_loop:
             wx, Win = _new(x, keep, B, W.shape[0]), W          # the loop fills it step by step
         else:
             # merged: only the candidate's columns of wx are read (the gates take W_g v_t)
-            first = G * M if merged else 0
+            first = G * M if mix != FOLDED else 0
             wx = _new(x, T, B, W.shape[0])
             mm(x.view(T * B, N), W[first:].t(), out=wx.view(T * B, -1)[:, first:])
         out = _new(wx, T, B, M)
@@ -320,8 +319,7 @@ class CppRecurrence(torch.autograd.Function):
         step_work = B * (G * M * K1 + (V.shape[0] * M if V.numel() else 0)
                          + (Win.shape[0] * N if Win.numel() else 0))
         ctx.team = team(step_work)
-        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg, Win, merged,
-                    *ctx.team)
+        ext.forward(fam.name, mix, wx, x, h0, out, C, S, b, W1, V, vec, hg, Win, *ctx.team)
         cT = C[T].clone() if fam.has_c else out.new_zeros(0)
         if not fam.has_c:
             ctx.mark_non_differentiable(cT)

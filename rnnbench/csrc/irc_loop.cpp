@@ -140,12 +140,12 @@ IRC_CLONES double bwd_elems(int64_t b0, int64_t b1, int64_t m0, int64_t m1, int6
 
 // The two-product recurrence's N-wide d_t from h_{t-1}, columns [n0, n1) (Y = h Vᵀ done for
 // them): IRC d = α⊙(h U_Vᵀ) or s⊙h; IHC d = σ(h Γᵀ + hg_t)⊙(fb − x_t), fb = h U_Vᵀ (stacked in Y)
-// or ω⊙h. plus_x: v_t = x_t + d_t instead, the cell's own input to W_g.
+// or ω⊙h; then v_t = x_t + d_t, the cell's own input to W_g, into d.
 template <typename T>
 IRC_CLONES void mix_elems(int mix, int64_t n0, int64_t n1, int64_t B, int64_t N,
                           const T* __restrict Y, int64_t K, const T* __restrict h,
                           const T* __restrict vec, const T* __restrict hg, const T* __restrict x,
-                          int64_t ldx, T* __restrict d, bool plus_x) {
+                          int64_t ldx, T* __restrict d) {
   for (int64_t b = 0; b < B; ++b) {
     const T* y = Y + b * K;
     T* dd = d + b * N;
@@ -162,7 +162,7 @@ IRC_CLONES void mix_elems(int mix, int64_t n0, int64_t n1, int64_t B, int64_t N,
         for (int64_t n = n0; n < n1; ++n) dd[n] = sigm(y[n] + gb[n]) * (vec[n] * hb[n] - xb[n]);
         break;
     }
-    if (plus_x) for (int64_t n = n0; n < n1; ++n) dd[n] += xb[n];
+    for (int64_t n = n0; n < n1; ++n) dd[n] += xb[n];
   }
 }
 
@@ -210,7 +210,7 @@ static IRC_INLINE void team_barrier() {
 // W1: R (G·M×M, folded) or W_g (G·M×N); V: (K×M) the mix's product on h, or empty; vec, hg as mix.
 // Win: the layer's stacked input weight ((G+1)·M × N) when the loop itself computes wx_t = x_t Winᵀ
 // step by step into wx (each thread its own columns, while they are hot in its cache), or empty
-// when wx comes computed. merged (two-product recurrences): the gates read W_g v_t with
+// when wx comes computed. A two-product recurrence is merged: its gates read W_g v_t with
 // v_t = x_t + d_t, the cell's own form, so wx holds only the candidate's columns (the gates'
 // columns are never read). threads: the team's size; grain: a thread's hidden units come in
 // multiples of it.
@@ -218,8 +218,7 @@ template <class F, typename T>
 void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::Tensor& h0,
                   const at::Tensor& out, const at::Tensor& C, const at::Tensor& S, double beta_d,
                   const at::Tensor& W1, const at::Tensor& V, const at::Tensor& vec,
-                  const at::Tensor& hg, const at::Tensor& Win, bool merged, int threads,
-                  int64_t grain) {
+                  const at::Tensor& hg, const at::Tensor& Win, int threads, int64_t grain) {
   const int64_t T_ = x.size(0), B = x.size(1), M = h0.size(1), N = x.size(2);
   constexpr int G = F::G;
   const int64_t GM = G * M, ldw = wx.size(2), K = V.numel() ? V.size(0) : 0;
@@ -253,7 +252,7 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
     const bool one_row = B == 1;   // read the weights' rows in place: no transposed copy
     for (int g = 0; g < G; ++g) toGates.add(W1p, 1, K1, K1, g * M + u0, u1 - u0, one_row);
     // merged: W_g x_t is never computed apart, only W_A x_t (here, or before the loop)
-    const bool merge = merged && mix != FOLDED;
+    const bool merge = mix != FOLDED;
     if (Winp)
       for (int g = merge ? G : 0; g <= G; ++g)
         fromX.add(Winp, 1, N, N, g * M + u0, u1 - u0, one_row);
@@ -274,7 +273,7 @@ void forward_loop(int mix, const at::Tensor& wx, const at::Tensor& x, const at::
       } else {
         if (K) onH.product(B, hp, M, Y.data(), K, false);
         mix_elems<T>(mix, own_d ? 0 : n0, own_d ? N : n1, B, N, Y.data(), K, hp, vecp,
-                     hgp ? hgp + t * B * N : nullptr, xt, N, Dp, merge);
+                     hgp ? hgp + t * B * N : nullptr, xt, N, Dp);
         if (!own_d) team_barrier();           // d_t complete
         toGates.product(B, Dp, N, P, GM, false);
       }
@@ -389,7 +388,7 @@ static at::ScalarType common_dtype(const at::Tensor& wx) {
 
 #define IRC_FWD_CASE(name) \
   if (fam == #name) return forward_loop<Fam_##name, T>(mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, \
-                                                       Win, merged, threads, grain);
+                                                       Win, threads, grain);
 #define IRC_BWD_CASE(name) \
   if (fam == #name) return backward_loop<Fam_##name, T>(mix, wx, x, h0, out, C, S, beta, dout, dcT, \
                                                         dWX, dx, dh0, dc0, W1, V, DD, c1, c2, c3, \
@@ -400,7 +399,7 @@ static void forward_t(const std::string& fam, int64_t mix, const at::Tensor& wx,
                       const at::Tensor& h0, const at::Tensor& out, const at::Tensor& C,
                       const at::Tensor& S, double beta, const at::Tensor& W1, const at::Tensor& V,
                       const at::Tensor& vec, const at::Tensor& hg, const at::Tensor& Win,
-                      bool merged, int threads, int64_t grain) {
+                      int threads, int64_t grain) {
   IRC_FAMILIES(IRC_FWD_CASE)
   TORCH_CHECK(false, "no C++ update for family ", fam);
 }
@@ -427,14 +426,12 @@ static int team(int64_t threads, int64_t grain) {
 void forward(const std::string& fam, int64_t mix, const at::Tensor& wx, const at::Tensor& x,
              const at::Tensor& h0, const at::Tensor& out, const at::Tensor& C, const at::Tensor& S,
              double beta, const at::Tensor& W1, const at::Tensor& V, const at::Tensor& vec,
-             const at::Tensor& hg, const at::Tensor& Win, bool merged, int64_t threads,
-             int64_t grain) {
+             const at::Tensor& hg, const at::Tensor& Win, int64_t threads, int64_t grain) {
   for (auto* t : {&wx, &x, &h0, &out, &C, &S, &W1, &V, &vec, &hg, &Win}) check(*t, "an operand");
   const int nt = team(threads, grain);
   if (common_dtype(wx) == at::kFloat)
-    forward_t<float>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, merged, nt, grain);
-  else forward_t<double>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, merged, nt,
-                         grain);
+    forward_t<float>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, nt, grain);
+  else forward_t<double>(fam, mix, wx, x, h0, out, C, S, beta, W1, V, vec, hg, Win, nt, grain);
 }
 
 double backward(const std::string& fam, int64_t mix, const at::Tensor& wx, const at::Tensor& x,
