@@ -71,6 +71,9 @@ _DECLARED = [
     Metric("others_cpu_frac", "CPU share of other processes", "", "lower", INFO, pool="max"),
     Metric("steal_cpu_frac", "CPU share stolen by the host", "", "lower", INFO, pool="max"),
     Metric("busy_retries", "busy retries", "", "lower", INFO, pool="sum"),
+    # the size of the group of cases timed in alternation with this one (rnnbench/bench/speed.py);
+    # absent from a row timed alone
+    Metric("alternated_cases", "cases timed in alternation", "", "none", INFO, pool="max"),
     Metric("load_avg_1m", "load average", "", "lower", INFO, pool="max"),
     Metric("verify_rel_err", "error against eager", "", "lower", INFO, pool="max"),
     # -- counts the code fixes ----------------------------------------------------------------

@@ -31,6 +31,16 @@ def default_measure() -> Measure:
                             ) from None
 
 
+def default_measure_group() -> Callable[..., list[Row]] | None:
+    """The measuring module's group measure (cases timed in alternation), None where it has none
+    (a stand-in module of the tests): then a group's cases are measured one by one."""
+    import importlib
+    try:
+        return getattr(importlib.import_module("rnnbench.bench.dispatch"), "measure_together", None)
+    except ImportError:
+        return None
+
+
 def measure_kwargs(measure: Measure, settings: dict, where: str = "[settings]") -> dict:
     """[settings] as keyword arguments of the measure function. A sub-table fills the settings
     dataclass its keyword is typed with (``[settings.speed]`` → ``SpeedSettings``); a key the
@@ -116,49 +126,89 @@ class SweepReport:
 
 def run_suite(cases: list[Case], *, writer, measure: Measure | None = None,
               settings: dict | None = None, on_start: Callable[[Case], None] | None = None,
-              on_done: Callable[[Case, Row], None] | None = None) -> SweepReport:
+              on_done: Callable[[Case, Row], None] | None = None,
+              together: list[list[str]] | None = None,
+              measure_group: Callable[..., list[Row]] | None = None) -> SweepReport:
     """Measure each case not already done in the writer's file, writing every row as it finishes.
 
-    A KeyboardInterrupt (or kill) loses only the case in flight: every earlier row is already on
-    disk. dispatch turns per-case failures into rows itself; the guard here keeps one bad case from
-    ending a sweep of thousands even if it does not.
+    ``together``: groups of case keys to time in alternation (a target's row and its reference,
+    :func:`rnnbench.targets.alternation_groups`), each measured by ``measure_group`` when the sweep
+    reaches its first member; the default measure comes with the default group measure, and a
+    custom ``measure`` without one measures a group's cases one by one.
+
+    A KeyboardInterrupt (or kill) loses only the case (or group) in flight: every earlier row is
+    already on disk. dispatch turns per-case failures into rows itself; the guard here keeps one
+    bad case from ending a sweep of thousands even if it does not.
     """
-    measure = measure or default_measure()
+    if measure is None:
+        measure = default_measure()
+        measure_group = measure_group or default_measure_group()
     kwargs = measure_kwargs(measure, settings or {})
     done = writer.done_keys()
     have = {r.key: r for r in writer.result.results}
     report = SweepReport([])
+    group_of = {k: g for g in (together or []) for k in g}
+    rows: dict[str, Row] = {}
     try:
-        _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done)
+        for case in cases:
+            if case.key in rows:
+                continue  # measured with an earlier member of its group
+            if case.key in done:
+                rows[case.key] = have[case.key]
+                report.resumed += 1
+                if on_done:
+                    on_done(case, have[case.key])
+                continue
+            group = group_of.get(case.key, ())
+            members = [c for c in cases if c.key in group and c.key not in done
+                       and c.key not in rows] if measure_group else []
+            if len(members) < 2:
+                members = [case]
+            for c in members:
+                if on_start:
+                    on_start(c)
+            got = _measure_group(measure_group, members, kwargs) if len(members) > 1 else \
+                [_measure_one(measure, case, kwargs)]
+            for c, row in zip(members, got):
+                _file(row, c.key)
+                writer.add(row)
+                rows[c.key] = row
+                report.measured += 1
+                if on_done:
+                    on_done(c, row)
     finally:
         # rows past the writer's rewrite threshold may be only in its journal, and a resumed file
         # may still have one from the run before: the files end complete however the sweep ends
         writer.close()
+    report.rows = [rows[c.key] for c in cases if c.key in rows]
     return report
 
 
-def _sweep(cases, writer, measure, kwargs, done, have, report, on_start, on_done) -> None:
-    for case in cases:
-        key = case.key
-        if key in done:
-            report.rows.append(have[key])
-            report.resumed += 1
-            if on_done:
-                on_done(case, have[key])
-            continue
-        if on_start:
-            on_start(case)
-        row = _measure_one(measure, case, kwargs)
-        if row.key != key:
-            # resume and merge join on the case key: a row filed under another key would be
-            # measured again on every resume
-            row.warnings.append(f"measure returned key {row.key!r}; stored under the case key")
-            row.key = key
-        writer.add(row)
-        report.rows.append(row)
-        report.measured += 1
-        if on_done:
-            on_done(case, row)
+def _file(row: Row, key: str) -> None:
+    if row.key != key:
+        # resume and merge join on the case key: a row filed under another key would be
+        # measured again on every resume
+        row.warnings.append(f"measure returned key {row.key!r}; stored under the case key")
+        row.key = key
+
+
+def _measure_group(measure_group, cases: list[Case], kwargs: dict) -> list[Row]:
+    """The group's rows; a failure that is no user error becomes every member's row, as in
+    :func:`_measure_one`."""
+    try:
+        rows = measure_group(cases, **kwargs)
+    except RnnbenchError:
+        raise
+    except Exception as e:  # not BaseException: Ctrl-C must stop the sweep
+        if is_oom(e):
+            _release_memory()
+            return [c.row(status="oom", reason=f"{type(e).__name__}: {str(e)[:300]}") for c in cases]
+        return [c.row(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}") for c in cases]
+    if not isinstance(rows, list) or len(rows) != len(cases) or \
+            not all(isinstance(r, Row) for r in rows):
+        return [c.row(status="failed", reason="the group measure did not return one Row per case")
+                for c in cases]
+    return rows
 
 
 def _measure_one(measure: Measure, case: Case, kwargs: dict) -> Row:

@@ -89,6 +89,8 @@ class Check:
     required: str = ""
     busy: bool = False
     reason: str = ""
+    ratio: bool = False           # measured is a ratio to a reference row
+    alternated: bool = False      # ... and the two were timed in turn, in one window
 
 
 def _norm(v):
@@ -180,6 +182,40 @@ def parse_targets(raw, path) -> list[Target]:
     return targets
 
 
+def alternation_groups(targets: list[Target], cases) -> list[list[str]]:
+    """The case keys to time in alternation: each relative target's row with its reference, joined
+    into one group where they share a case (a reference judged against several rows), in the
+    cases' order. Only what is timed in one measurement alternates (speed, fwd or fwd+bwd: a bwd
+    row is two measurements subtracted) and only cases of one device. A ratio of two cases timed
+    in turn in the same seconds is not the machine's swing between two minutes; the run's rounds
+    still repeat the whole in fresh processes."""
+    from rnnbench.bench.speed import can_alternate  # torch-heavy, and only a run needs it
+
+    by_key = {c.key: c for c in cases if can_alternate(c)}
+    parent = {k: k for k in by_key}
+
+    def root(k):
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for t in targets:
+        if t.max_time_per_step_s is not None:
+            continue
+        for key, c in by_key.items():
+            row = c.row()
+            if not t.matches(row):
+                continue
+            ref = next((k for k in t.reference_keys(row) if k in by_key), None)
+            if ref is not None and ref != key and by_key[ref].device == c.device:
+                parent[root(ref)] = root(key)
+    groups: dict[str, list[str]] = {}
+    for k in by_key:
+        groups.setdefault(root(k), []).append(k)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _busy(row: Row) -> bool:
     warnings = [row.warnings] if isinstance(row.warnings, str) else row.warnings or []
     return any(str(w).startswith("busy:") or " busy:" in str(w) for w in warnings)
@@ -229,6 +265,8 @@ def _check(t: Target, r: Row, by_key: dict[str, Row]) -> Check:
             f"the reference row has no {t.metric}"
         return c
     c.busy = c.busy or _busy(ref)
+    group = r.labels.get("alternated")
+    c.ratio, c.alternated = True, bool(group) and group == ref.labels.get("alternated")
     # "faster" is the metric's better direction: less time, or more FLOP/s and tokens/s
     better_ratio = ref_value / value if M.lookup(t.metric).better == "lower" else value / ref_value
     if t.speedup is not None:
@@ -276,5 +314,9 @@ def table(targets: list[Target], checks: list[Check]):
 def summary(checks: list[Check]) -> str:
     n = {v: sum(c.verdict == v for c in checks) for v in VERDICTS}
     busy = sum(c.busy for c in checks)
+    relative = [c for c in checks if c.ratio]
+    apart = sum(not c.alternated for c in relative)
     return (f"{len(checks)} check(s): {n['pass']} pass, {n['miss']} miss, {n['missing']} missing"
-            + (f"; {busy} measured on a busy machine" if busy else ""))
+            + (f"; {busy} measured on a busy machine" if busy else "")
+            + (f"; {apart} of {len(relative)} ratio(s) from rows timed apart, not in alternation "
+               "(minutes apart on a machine whose speed swings)" if apart else ""))

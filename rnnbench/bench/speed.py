@@ -23,9 +23,9 @@ from rnnbench.bench.flops import count_flops
 from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
-from rnnbench.devices import pin_cpus, resolve_device, set_threads
+from rnnbench.devices import empty_cache, pin_cpus, resolve_device, set_threads
 from rnnbench.errors import RnnbenchError
-from rnnbench.outcome import guarded
+from rnnbench.outcome import classify, guarded
 from rnnbench.results import Row
 
 MODES = ("fwd", "fwd+bwd", "bwd")
@@ -66,40 +66,160 @@ def _measure(case: Case, s: SpeedSettings) -> Row:
     pin_cpus(s.pin_cpus)  # the callers (speed, run) pin before any work and unpin after
     set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
     load = load_average()
+    prepared = _prepare(case, s)
+    ref_before = _yardstick(device, s, prepared.warnings)
+    metrics, median = _time_mode(case.mode, s, s.timer(device), prepared.forward, prepared.step,
+                                 prepared.xs, prepared.warnings)
+    ref_after = _yardstick(device, s, prepared.warnings) if ref_before is not None else None
+    return _finish(case, s, prepared, metrics, median, (ref_before, ref_after), load)
+
+
+@dataclass
+class _Prepared:
+    """A case built and checked, ready to time: its inputs, forward and training step."""
+
+    runnable: object
+    xs: list
+    forward: object
+    step: object
+    warnings: list[str]
+
+
+def _prepare(case: Case, s: SpeedSettings) -> _Prepared:
     xs = backends.make_inputs(case, s.input_sets, seed=s.seed + 1)
     runnable = backends.build(case, check=s.check, seed=s.seed, example=xs[0])
     params = runnable.parameters()
     forward = runnable.forward
-    timer = s.timer(device)
 
     def step(x):
         return torch.autograd.grad(training_loss(forward(x)), params)
 
-    warnings: list[str] = list(runnable.notes)     # what the backend says about itself
-    ref_before = _yardstick(device, s, warnings)
-    metrics, median = _time_mode(case.mode, s, timer, forward, step, xs, warnings)
+    # what the backend says about itself starts the row's warnings
+    return _Prepared(runnable, xs, forward, step, list(runnable.notes))
+
+
+def _finish(case: Case, s: SpeedSettings, p: _Prepared, metrics: dict, median: float,
+            yardsticks: tuple, load: float | None) -> Row:
+    """The row of a timed case: throughput, FLOPs, the backend's facts, the yardstick's drift."""
+    warnings = p.warnings
     tokens = case.batch * case.seq_len
     metrics["tokens_per_s"] = tokens / median if median > 0 else None
     # RNNBENCH_NO_FLOPS: `rnnbench ab` counts FLOPs (exact) in its first round only; the count's
     # first use imports torch._dynamo, about 2 s of every later round's fresh process
     if s.flops and not os.environ.get("RNNBENCH_NO_FLOPS"):
-        n = case_flops(runnable.reference, xs[0], case.mode)
+        n = case_flops(p.runnable.reference, p.xs[0], case.mode)
         metrics["flops"] = n
         metrics["flop_per_s"] = n / median if median > 0 else None
-    if runnable.compile_time_s is not None and case.backend == "compile":
-        metrics["compile_time_s"] = runnable.compile_time_s
-    if runnable.verify_error is not None:
-        metrics["verify_rel_err"] = runnable.verify_error
-    metrics["input_sets"] = len(xs)
-    ref_after = _yardstick(device, s, warnings) if ref_before is not None else None
-    if ref_after is not None:
+    if p.runnable.compile_time_s is not None and case.backend == "compile":
+        metrics["compile_time_s"] = p.runnable.compile_time_s
+    if p.runnable.verify_error is not None:
+        metrics["verify_rel_err"] = p.runnable.verify_error
+    metrics["input_sets"] = len(p.xs)
+    ref_before, ref_after = yardsticks
+    if ref_before is not None and ref_after is not None:
         _drift_metrics(ref_before, ref_after, metrics, warnings)
-    if device.type == "cpu":
+    if resolve_device(case.device).type == "cpu":
         metrics["threads"] = torch.get_num_threads()
     if load is not None:
         # other processes on the CPU are the usual cause of a noisy row: keep the evidence
         metrics["load_avg_1m"] = load
     return case.row(metrics=metrics, warnings=warnings)
+
+
+#: the modes a case can be timed in alternation with others: one measurement each (bwd is two)
+ALTERNATING_MODES = ("fwd", "fwd+bwd")
+
+
+def can_alternate(case: Case) -> bool:
+    return case.bench == "speed" and case.mode in ALTERNATING_MODES
+
+
+def measure_speed_together(cases: list[Case], settings: SpeedSettings | None = None) -> list[Row]:
+    """Time several cases of one device in alternation (:meth:`Timer.measure_alternating`): one
+    sample of each in turn, in a fresh random order every round, so that the ratio of any two of
+    them (a target and its reference) is not the machine's swing between two minutes. Each row is
+    what :func:`measure_speed` would give, with the label ``alternated``: an id shared by the rows
+    timed together. A case that cannot be built (unsupported, a failed check, out of memory) gets
+    its row as :func:`measure_speed` would give it, and the others go on without it."""
+    s = settings or SpeedSettings()
+    bad = [c for c in cases if not can_alternate(c)]
+    if bad:
+        raise RnnbenchError(f"only {' and '.join(ALTERNATING_MODES)} speed cases are timed in "
+                            f"alternation, not {bad[0].key}")
+    devices = {str(resolve_device(c.device)) for c in cases}
+    if len(devices) > 1:
+        raise RnnbenchError(f"cases timed in alternation share one device, not {sorted(devices)}")
+    device = resolve_device(cases[0].device)
+    pin_cpus(s.pin_cpus)
+    set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
+    load = load_average()
+    rows: dict[str, Row] = {}
+    ready: list[tuple[Case, _Prepared]] = []
+    for case in cases:
+        box: list[_Prepared] = []
+
+        def prepare(case=case, box=box):
+            box.append(_prepare(case, s))
+            return case.row()
+
+        row = guarded(case, prepare)
+        if box:
+            ready.append((case, box[0]))
+        else:
+            rows[case.key] = row
+    if ready:
+        group = alternation_id([c.key for c, _ in ready])
+        shared: list[str] = []
+        ref_before = _yardstick(device, s, shared)
+        try:
+            stats, retries = _alternate_quietly(s, s.timer(device), ready)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - as guarded(): the group's rows say what happened
+            status, reason = classify(e)
+            del e
+            if status == "oom":
+                empty_cache(cases[0].device)
+            rows.update({c.key: c.row(status=status, reason=reason) for c, _ in ready})
+            return [rows[c.key] for c in cases]
+        ref_after = _yardstick(device, s, shared) if ref_before is not None else None
+        for (case, p), st in zip(ready, stats):
+            p.warnings += shared + st.warnings
+            metrics = st.metrics()
+            metrics["busy_retries"] = retries
+            metrics["alternated_cases"] = len(ready)
+            row = _finish(case, s, p, metrics, st.median, (ref_before, ref_after), load)
+            row.labels["alternated"] = group
+            rows[case.key] = row
+    return [rows[c.key] for c in cases]
+
+
+def alternation_id(keys: list[str]) -> str:
+    """A short id naming a set of cases timed together, the same in every round of a run."""
+    import hashlib
+    return hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:10]
+
+
+def _alternate_quietly(s: SpeedSettings, timer: Timer, ready: list
+                       ) -> tuple[list[TimingStats], int]:
+    """measure_quietly for a group: while other work took more than BUSY_LIMIT of the CPUs, time
+    the whole group again (its samples must share one window), keeping the quietest attempt."""
+    import random
+
+    rng = random.Random(s.seed)
+    jobs = [(p.forward, p.xs, torch.inference_mode) if case.mode == "fwd" else
+            (p.step, p.xs, torch.enable_grad) for case, p in ready]
+    best = timer.measure_alternating(jobs, rng)
+    used = 0
+    while used < s.busy_retries:
+        b = best[0].busy_share
+        if b is None or b <= BUSY_LIMIT:
+            break
+        used += 1
+        again = timer.measure_alternating(jobs, rng)
+        if (again[0].busy_share or 0.0) < b:
+            best = again
+    return best, used
 
 
 def _time_mode(mode: str, s: SpeedSettings, timer: Timer, forward, step, xs, warnings: list[str]

@@ -25,8 +25,10 @@ the two middle ones for an even count); quartiles use linear interpolation betwe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -311,60 +313,119 @@ class Timer:
     def measure(self, fn: Callable, inputs: Sequence | Callable[[], Sequence] | None = None
                 ) -> TimingStats:
         clock = self.clock or clock_for(self.device, self.synchronize)
+        job = self._prime(clock, fn, inputs)
+        watch = CpuWatch()
+        watch.start()
+        while True:
+            job.sample()
+            if job.n >= self.max_samples or job.enough(self):
+                break
+        return job.stats(clock, *watch.stop())
+
+    def measure_alternating(self, jobs: Sequence[tuple[Callable, Sequence | None, Callable | None]],
+                            rng: random.Random) -> list[TimingStats]:
+        """Time several functions in turn: a round takes one sample of each, in an order drawn at
+        random, until every one has its ``min_run_time`` and ``min_samples`` (or ``max_samples``).
+
+        Why: a ratio between two cases timed minutes apart carries the machine's swings between
+        those minutes (on a shared VM, tens of percent); sampled in turn, a slow spell falls on
+        every side alike, at the scale of one sample. Each job is ``(fn, inputs, context)``;
+        ``context`` (a no-argument context manager factory, such as ``torch.inference_mode``) is
+        entered around each block, so every job keeps its own grad mode. Warm-up and autorange are
+        each job's own, as in :meth:`measure`."""
+        if not jobs:
+            return []
+        clock = self.clock or clock_for(self.device, self.synchronize)
+        primed = []
+        for fn, inputs, context in jobs:
+            with (context or contextlib.nullcontext)():
+                primed.append(self._prime(clock, fn, inputs))
+        watch = CpuWatch()
+        watch.start()
+        while True:
+            live = [i for i, j in enumerate(primed) if j.n < self.max_samples]
+            if not live or all(j.enough(self) or j.n >= self.max_samples for j in primed):
+                break
+            rng.shuffle(live)
+            for i in live:
+                with (jobs[i][2] or contextlib.nullcontext)():
+                    primed[i].sample()
+        others, steal = watch.stop()
+        return [j.stats(clock, others, steal) for j in primed]
+
+    def _prime(self, clock, fn: Callable, inputs) -> _Job:
+        """Warm-up and autorange (steps 1 and 2): a job ready to take samples."""
         if callable(inputs):
             inputs = inputs()
         sets = list(inputs) if inputs is not None else None
         if sets is not None and not sets:
             raise ValueError("inputs must hold at least one input set")
-        feed = cycle(sets) if sets is not None else None
-
-        def block(n: int) -> float:
-            # the loop is all the harness adds per call: keep it to the iteration itself
-            if feed is None:
-                clock.start()
-                for _ in repeat(None, n):
-                    fn()
-            else:
-                chunk = list(islice(feed, n))
-                clock.start()
-                for arg in chunk:
-                    fn(arg)
-            return clock.stop()
-
+        job = _Job(fn, clock, cycle(sets) if sets is not None else None, len(sets) if sets else 0)
         # 1. warm-up, each call timed alone
         calls, spent, best = 0, 0.0, math.inf
         need = max(self.warmup, len(sets) if sets else 1)
         while calls < need or spent < self.warmup_time:
-            dt = block(1)
+            dt = job.block(1)
             calls += 1
             spent += dt
             best = min(best, dt)
             if calls >= 1000 * need:
                 break
+        job.warmup_calls = calls
         # 2. autorange
         target = self._target(clock)
         inner = max(1, math.ceil(target / max(best, 1e-9)))
         for _ in range(20):
-            dt = block(inner)
+            dt = job.block(inner)
             if dt >= target:
                 break
             inner = max(inner + 1, math.ceil(inner * 1.2 * target / max(dt, 1e-9)))
-        # 3. samples
-        samples: list[float] = []
-        timed = 0.0
-        watch = CpuWatch()
-        watch.start()
-        while True:
-            dt = block(inner)
-            samples.append(dt / inner)
-            timed += dt
-            if len(samples) >= self.max_samples:
-                break
-            if len(samples) >= self.min_samples and timed >= self.min_run_time:
-                break
-        others, steal = watch.stop()
-        return TimingStats(samples, inner=inner, warmup_calls=calls,
-                           input_sets=len(sets) if sets else 0, measure_time_s=timed,
+        job.inner = inner
+        return job
+
+
+@dataclass
+class _Job:
+    """One function being sampled (step 3): its blocks of ``inner`` calls and their times."""
+
+    fn: Callable
+    clock: object
+    feed: object                  # a cycle over the input sets, or None: fn takes no argument
+    input_sets: int
+    inner: int = 1
+    warmup_calls: int = 0
+    samples: list[float] = field(default_factory=list)
+    timed: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    def block(self, n: int) -> float:
+        # the loop is all the harness adds per call: keep it to the iteration itself
+        fn, clock = self.fn, self.clock
+        if self.feed is None:
+            clock.start()
+            for _ in repeat(None, n):
+                fn()
+        else:
+            chunk = list(islice(self.feed, n))
+            clock.start()
+            for arg in chunk:
+                fn(arg)
+        return clock.stop()
+
+    def sample(self) -> None:
+        dt = self.block(self.inner)
+        self.samples.append(dt / self.inner)
+        self.timed += dt
+
+    def enough(self, timer: Timer) -> bool:
+        return self.n >= timer.min_samples and self.timed >= timer.min_run_time
+
+    def stats(self, clock, others: float | None, steal: float | None) -> TimingStats:
+        return TimingStats(self.samples, inner=self.inner, warmup_calls=self.warmup_calls,
+                           input_sets=self.input_sets, measure_time_s=self.timed,
                            clock=getattr(clock, "name", type(clock).__name__),
                            others_cpu=others, steal_cpu=steal)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -128,7 +129,8 @@ def _measure_suite(s, suite: Path, where, cases: list[Case], env: dict, measure,
     and the suite's targets."""
     from rnnbench.bench.speed import pinned_threads
     from rnnbench.devices import pinned_to, set_threads
-    from rnnbench.suite import run_suite
+    from rnnbench.sweep import default_measure_group, run_suite
+    from rnnbench.targets import alternation_groups
 
     # pinned before any torch work (the run's yardstick starts torch's worker threads), and for
     # this run only
@@ -152,24 +154,35 @@ def _measure_suite(s, suite: Path, where, cases: list[Case], env: dict, measure,
 
         estimate = print_plan(cases, s.name, min_run_time=_min_run_time(s.settings), quiet=quiet)
         with progress.reporter(len(cases), s.name, quiet=quiet, estimate_s=estimate) as p:
-            started_at: dict[str, bool] = {}
+            started_at: dict[str, float] = {}
+            last_done = [0.0]
 
             def started(case: Case) -> None:
-                started_at[case.key] = True
+                started_at[case.key] = time.monotonic()
                 if case.backend == "compile":
                     p.announce(f"{case_text(case)}: torch.compile first (timed apart)")
                 p.start(case_text(case))
 
             def finished(case: Case, row: Row) -> None:
-                if not started_at.pop(case.key, False):
+                t0 = started_at.pop(case.key, None)
+                if t0 is None:
                     p.skip(case_text(case), "already in the file")
                     return
-                p.done(case_text(case), _result_text(row) + result_extras(row))
+                # cases timed together finish together: the first takes the group's time, so
+                # the ETA's mean per case stays right
+                now = time.monotonic()
+                seconds, last_done[0] = now - max(t0, last_done[0]), now
+                p.done(case_text(case), _result_text(row) + result_extras(row), seconds=seconds)
                 if row.status in ("oom", "failed"):
                     p.announce(f"{row.status}: {case.key}: {row.reason}")
 
+            groups = alternation_groups(s.targets, cases) if s.targets else []
+            if groups:
+                p.announce(f"{sum(map(len, groups))} cases of the targets are timed in alternation "
+                           f"with their references, in {len(groups)} group(s)")
             report = run_suite(cases, writer=writer, measure=measure, settings=s.settings,
-                               on_start=started, on_done=finished)
+                               on_start=started, on_done=finished, together=groups,
+                               measure_group=default_measure_group())
         print_summary(report.rows, title=f"{s.name}" + (f", shard {where[0]}/{where[1]}" if where else ""))
         resumed = f", {report.resumed} already in the file" if report.resumed else ""
         out.print(f"{report.measured} measured{resumed}; written to {json_path}"
