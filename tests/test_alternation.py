@@ -97,6 +97,18 @@ def test_a_slow_spell_falls_on_both_sides_alike():
     assert together[1].median / together[0].median == pytest.approx(1.0)
 
 
+def test_a_fast_job_beside_a_slow_one_takes_samples_as_long_and_no_extra_rounds():
+    machine = FakeMachine()
+    timer = _timer(machine, min_run_time=0.3)
+    fast, slow = timer.measure_alternating([(lambda: machine.work(1e-3), None, None),
+                                            (lambda: machine.work(40e-3), None, None)],
+                                           random.Random(0))
+    assert fast.inner * 1e-3 == pytest.approx(slow.inner * 40e-3, rel=0.05)
+    assert fast.n == slow.n                       # one sample of each a round
+    # both reach 0.3 s together: the whole takes about twice that, not forty times
+    assert machine.now < 2 * 0.3 + 0.3
+
+
 def test_each_job_runs_in_its_own_context_and_input_rotation():
     seen = {"fwd": set(), "train": set()}
     inputs = [torch.zeros(1), torch.ones(1)]

@@ -9,6 +9,12 @@ How a measurement goes (:func:`measure_callable`):
 3. Sample: time blocks of ``inner`` calls until the blocks add up to ``min_run_time`` seconds and
    ``min_samples`` samples, or ``max_samples``. A sample is the block's time divided by ``inner``.
 
+Several functions can be timed together (:meth:`Timer.measure_alternating`, what `rnnbench run`
+does for a target's row and its reference): each is warmed up and autoranged on its own, then the
+samples are taken in rounds, one block of each in an order drawn anew every round, until every one
+has its ``min_run_time`` and ``min_samples``. A slow spell of the machine then falls on all of them
+alike, so their ratio is not the machine's swing between the minutes each was timed in.
+
 Each call takes the next input set in turn, so a case does not run from a cache warmed by the same
 data. The clock is read only after the device has finished its queued work: on CUDA the block is
 bracketed by CUDA events after a full synchronise; on the CPU by ``time.perf_counter``.
@@ -340,6 +346,12 @@ class Timer:
         for fn, inputs, context in jobs:
             with (context or contextlib.nullcontext)():
                 primed.append(self._prime(clock, fn, inputs))
+        # every job's sample lasts about as long as the slowest job's: a round then adds about the
+        # same time to each, and all reach min_run_time together (with a 1 ms job beside a 100 ms
+        # one, the fast job would otherwise need a hundred times the rounds)
+        longest = max(j.inner * j.call_s for j in primed)
+        for j in primed:
+            j.inner = max(j.inner, math.ceil(longest / max(j.call_s, 1e-9)))
         watch = CpuWatch()
         watch.start()
         while True:
@@ -381,6 +393,7 @@ class Timer:
                 break
             inner = max(inner + 1, math.ceil(inner * 1.2 * target / max(dt, 1e-9)))
         job.inner = inner
+        job.call_s = dt / inner
         return job
 
 
@@ -394,6 +407,7 @@ class _Job:
     input_sets: int
     inner: int = 1
     warmup_calls: int = 0
+    call_s: float = 0.0           # one call's time, as the autorange last measured it
     samples: list[float] = field(default_factory=list)
     timed: float = 0.0
 
