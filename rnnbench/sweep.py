@@ -200,10 +200,7 @@ def _measure_group(measure_group, cases: list[Case], kwargs: dict) -> list[Row]:
     except RnnbenchError:
         raise
     except Exception as e:  # not BaseException: Ctrl-C must stop the sweep
-        if is_oom(e):
-            _release_memory()
-            return [c.row(status="oom", reason=f"{type(e).__name__}: {str(e)[:300]}") for c in cases]
-        return [c.row(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}") for c in cases]
+        return _failed(cases, e)
     if not isinstance(rows, list) or len(rows) != len(cases) or \
             not all(isinstance(r, Row) for r in rows):
         return [c.row(status="failed", reason="the group measure did not return one Row per case")
@@ -217,10 +214,15 @@ def _measure_one(measure: Measure, case: Case, kwargs: dict) -> Row:
     except RnnbenchError:
         raise  # dispatch raises only what concerns the whole run (no GPU, unknown bench)
     except Exception as e:  # not BaseException: Ctrl-C must stop the sweep
-        if is_oom(e):
-            _release_memory()
-            return case.row(status="oom", reason=f"{type(e).__name__}: {str(e)[:300]}")
-        return case.row(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}")
+        return _failed([case], e)[0]
     if not isinstance(row, Row):
         return case.row(status="failed", reason=f"measure returned {type(row).__name__}, not a Row")
     return row
+
+
+def _failed(cases: list[Case], e: Exception) -> list[Row]:
+    """The rows of cases whose measurement raised: out of memory (its cache freed) or failed."""
+    status = "oom" if is_oom(e) else "failed"
+    if status == "oom":
+        _release_memory()
+    return [c.row(status=status, reason=f"{type(e).__name__}: {str(e)[:300]}") for c in cases]

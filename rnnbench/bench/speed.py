@@ -62,16 +62,21 @@ def measure_speed(case: Case, settings: SpeedSettings | None = None) -> Row:
 
 
 def _measure(case: Case, s: SpeedSettings) -> Row:
-    device = resolve_device(case.device)
-    pin_cpus(s.pin_cpus)  # the callers (speed, run) pin before any work and unpin after
-    set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
-    load = load_average()
+    device, load = _setup(case, s)
     prepared = _prepare(case, s)
     ref_before = _yardstick(device, s, prepared.warnings)
     metrics, median = _time_mode(case.mode, s, s.timer(device), prepared.forward, prepared.step,
                                  prepared.xs, prepared.warnings)
     ref_after = _yardstick(device, s, prepared.warnings) if ref_before is not None else None
     return _finish(case, s, prepared, metrics, median, (ref_before, ref_after), load)
+
+
+def _setup(case: Case, s: SpeedSettings):
+    """The device, the pin and the threads; the load average before any work."""
+    device = resolve_device(case.device)
+    pin_cpus(s.pin_cpus)  # the callers (speed, run) pin before any work and unpin after
+    set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
+    return device, load_average()
 
 
 @dataclass
@@ -149,10 +154,7 @@ def measure_speed_together(cases: list[Case], settings: SpeedSettings | None = N
     devices = {str(resolve_device(c.device)) for c in cases}
     if len(devices) > 1:
         raise RnnbenchError(f"cases timed in alternation share one device, not {sorted(devices)}")
-    device = resolve_device(cases[0].device)
-    pin_cpus(s.pin_cpus)
-    set_threads(s.threads if s.threads is not None else pinned_threads(s.pin_cpus))
-    load = load_average()
+    device, load = _setup(cases[0], s)
     rows: dict[str, Row] = {}
     ready: list[tuple[Case, _Prepared]] = []
     for case in cases:
@@ -209,17 +211,9 @@ def _alternate_quietly(s: SpeedSettings, timer: Timer, ready: list
     rng = random.Random(s.seed)
     jobs = [(p.forward, p.xs, torch.inference_mode) if case.mode == "fwd" else
             (p.step, p.xs, torch.enable_grad) for case, p in ready]
-    best = timer.measure_alternating(jobs, rng)
-    used = 0
-    while used < s.busy_retries:
-        b = best[0].busy_share
-        if b is None or b <= BUSY_LIMIT:
-            break
-        used += 1
-        again = timer.measure_alternating(jobs, rng)
-        if (again[0].busy_share or 0.0) < b:
-            best = again
-    return best, used
+    # one window, one watch: every job's stats carry the same busy share
+    return quietest(lambda: timer.measure_alternating(jobs, rng), lambda sts: sts[0].busy_share,
+                    s.busy_retries)
 
 
 def _time_mode(mode: str, s: SpeedSettings, timer: Timer, forward, step, xs, warnings: list[str]
@@ -290,14 +284,20 @@ def measure_quietly(timer: Timer, fn, xs, retries: int, used: int = 0) -> tuple[
     measure again, up to ``retries`` times in all for the case (``used`` so far). Keep the
     quietest attempt. A transient neighbour then costs time instead of a wrong number, and a row
     that stays busy says so in its warnings. Returns (stats, retries used)."""
-    best = timer.measure(fn, xs)
+    return quietest(lambda: timer.measure(fn, xs), lambda st: st.busy_share, retries, used)
+
+
+def quietest(attempt, busy_share, retries: int, used: int = 0):
+    """measure_quietly's loop for any measurement: ``attempt()`` measures, ``busy_share(result)``
+    says how busy the machine was meanwhile (None: unknown). Returns (result, retries used)."""
+    best = attempt()
     while used < retries:
-        b = best.busy_share
+        b = busy_share(best)
         if b is None or b <= BUSY_LIMIT:
             break
         used += 1
-        again = timer.measure(fn, xs)
-        if (again.busy_share or 0.0) < b:
+        again = attempt()
+        if (busy_share(again) or 0.0) < b:
             best = again
     return best, used
 
