@@ -272,6 +272,17 @@ def test_measure_speed_together_goes_on_without_a_case_it_cannot_build():
     assert all(r.metrics["alternated_cases"] == 2 and r.metrics["n_samples"] >= 5 for r in ok)
 
 
+def test_a_group_that_runs_out_of_memory_while_timed_is_every_members_row(monkeypatch):
+    def oom(self, jobs, rng):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(Timer, "measure_alternating", oom)
+    settings = SpeedSettings(min_run_time=0.02, warmup_time=0.0, flops=False, reference=False)
+    rows = measure_speed_together([_case("eager"), _case("fused")], settings)
+    assert [r.status for r in rows] == ["oom", "oom"]
+    assert all("out of memory" in r.reason for r in rows)
+
+
 def test_measure_speed_together_refuses_what_is_not_one_measurement():
     with pytest.raises(RnnbenchError, match="alternation"):
         measure_speed_together([_case("eager"), _case("fused", mode="bwd")])

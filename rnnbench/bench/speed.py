@@ -23,9 +23,9 @@ from rnnbench.bench.flops import count_flops
 from rnnbench.bench.reference import DRIFT_LIMIT, drift, reference_time
 from rnnbench.bench.timing import BUSY_LIMIT, TimingStats, Timer, difference
 from rnnbench.case import Case
-from rnnbench.devices import empty_cache, pin_cpus, resolve_device, set_threads
+from rnnbench.devices import pin_cpus, resolve_device, set_threads
 from rnnbench.errors import RnnbenchError
-from rnnbench.outcome import classify, guarded
+from rnnbench.outcome import guarded
 from rnnbench.results import Row
 
 MODES = ("fwd", "fwd+bwd", "bwd")
@@ -173,17 +173,18 @@ def measure_speed_together(cases: list[Case], settings: SpeedSettings | None = N
         group = alternation_id([c.key for c, _ in ready])
         shared: list[str] = []
         ref_before = _yardstick(device, s, shared)
-        try:
-            stats, retries = _alternate_quietly(s, s.timer(device), ready)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - as guarded(): the group's rows say what happened
-            status, reason = classify(e)
-            del e
-            if status == "oom":
-                empty_cache(cases[0].device)
-            rows.update({c.key: c.row(status=status, reason=reason) for c, _ in ready})
+        timed: list = []
+
+        def time_group():
+            timed.append(_alternate_quietly(s, s.timer(device), ready))
+            return ready[0][0].row()
+
+        # a failure while timing (out of memory, say) is every member's row, as guarded() makes it
+        failed = guarded(ready[0][0], time_group)
+        if not timed:
+            rows.update({c.key: c.row(status=failed.status, reason=failed.reason) for c, _ in ready})
             return [rows[c.key] for c in cases]
+        stats, retries = timed[0]
         ref_after = _yardstick(device, s, shared) if ref_before is not None else None
         for (case, p), st in zip(ready, stats):
             p.warnings += shared + st.warnings
